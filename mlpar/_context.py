@@ -1,0 +1,67 @@
+"""The running trial's context: its cooperative deadline.
+
+A sweep with ``timeout=`` gives every trial a deadline on the
+``time.monotonic()`` clock. Code running inside the trial (a training loop,
+an estimator with ``max_time``) reads it with :func:`trial_deadline` and stops
+in time. Only the processes backend (and a sweep's own Dask cluster) can kill
+a trial that ignores its deadline; threads and serial trials can only be asked.
+"""
+
+import threading
+import time
+from contextlib import contextmanager
+
+__all__ = ["trial_deadline", "time_left"]
+
+# Thread-local, not a plain global: under the threads backend several trials
+# run at once in one process, each with its own deadline.
+_local = threading.local()
+
+
+def trial_deadline():
+    """Return the ``time.monotonic()`` deadline of the trial running in this thread.
+
+    Returns
+    -------
+    deadline : float or None
+        The deadline, or None outside a trial or when the sweep has no
+        ``timeout``.
+
+    Examples
+    --------
+    >>> import time
+    >>> from mlpar._context import trial_deadline
+    >>> def fn(params, seed):
+    ...     deadline = trial_deadline()
+    ...     for epoch in range(100):
+    ...         if deadline is not None and time.monotonic() > deadline:
+    ...             break  # stop cooperatively; the row keeps these metrics
+    ...     return {"epochs": epoch + 1}
+    >>> trial_deadline() is None
+    True
+    """
+    return getattr(_local, "deadline", None)
+
+
+def time_left():
+    """Return the seconds left before this thread's trial deadline.
+
+    Returns
+    -------
+    seconds : float or None
+        Seconds left (negative once the deadline has passed), or None when
+        there is no deadline.
+    """
+    deadline = trial_deadline()
+    return None if deadline is None else deadline - time.monotonic()
+
+
+@contextmanager
+def _deadline_scope(deadline):
+    """Set this thread's trial deadline for the duration of the block."""
+    previous = getattr(_local, "deadline", None)
+    _local.deadline = deadline
+    try:
+        yield
+    finally:
+        _local.deadline = previous

@@ -1,0 +1,135 @@
+"""Named backends that run a sweep's trials: a small registry.
+
+``serial``, ``threads``, ``processes`` and ``dask`` are built in; a new
+backend is a :class:`Backend` subclass (or any factory returning one)
+registered under a name with :func:`register_backend`. The Dask backend is
+imported only when asked for, so Dask stays an optional extra.
+"""
+
+import threading
+
+from ._base import Backend, check_picklable, effective_n_jobs
+
+__all__ = [
+    "Backend",
+    "register_backend",
+    "available_backends",
+    "make_backend",
+    "check_picklable",
+    "effective_n_jobs",
+]
+
+
+def _serial(**kwargs):
+    from ._local import SerialBackend
+
+    return SerialBackend(**kwargs)
+
+
+def _threads(**kwargs):
+    from ._local import ThreadBackend
+
+    return ThreadBackend(**kwargs)
+
+
+def _processes(**kwargs):
+    from ._process import ProcessBackend
+
+    return ProcessBackend(**kwargs)
+
+
+def _dask(**kwargs):
+    # Imported on demand: raises ImportError with the install hint when
+    # dask.distributed is missing, and costs nothing otherwise.
+    from ._dask import DaskBackend
+
+    return DaskBackend(**kwargs)
+
+
+# Guarded by a lock: register_backend may be called from any thread, and on
+# a free-threaded build dict updates racing with reads are not safe to assume.
+_LOCK = threading.Lock()
+_REGISTRY = {
+    "serial": _serial,
+    "threads": _threads,
+    "processes": _processes,
+    "dask": _dask,
+}
+
+
+def register_backend(name, factory):
+    """Register a backend under ``name``, replacing any backend of that name.
+
+    Parameters
+    ----------
+    name : str
+        The name passed as ``sweep(..., backend=name)``.
+    factory : callable
+        ``factory(*, n_jobs, address) -> Backend``; a :class:`Backend`
+        subclass works as is.
+
+    Examples
+    --------
+    >>> from mlpar.backends import register_backend, available_backends
+    >>> from mlpar.backends._local import ThreadBackend
+    >>> class FourThreads(ThreadBackend):
+    ...     default_n_jobs = 4
+    >>> register_backend("four-threads", FourThreads)
+    >>> "four-threads" in available_backends()
+    True
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"backend name must be a non-empty str, got {name!r}")
+    if not callable(factory):
+        raise TypeError(f"backend factory must be callable, got {type(factory).__name__}")
+    with _LOCK:
+        _REGISTRY[name] = factory
+
+
+def available_backends():
+    """Return the registered backend names, sorted.
+
+    Returns
+    -------
+    names : list of str
+    """
+    with _LOCK:
+        return sorted(_REGISTRY)
+
+
+def make_backend(name, *, n_jobs=None, address=None):
+    """Return a new, unopened backend registered under ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`available_backends`.
+    n_jobs : int, default=None
+        Trials run at once; None is 1 for ``serial`` and all cores otherwise.
+    address : str or distributed.Client, default=None
+        Dask scheduler to use; None starts a private local cluster.
+
+    Returns
+    -------
+    backend : Backend
+
+    Raises
+    ------
+    ValueError
+        If no backend has that name.
+    ImportError
+        If the backend needs an optional dependency that is not installed.
+    """
+    with _LOCK:
+        factory = _REGISTRY.get(name)
+        names = sorted(_REGISTRY)
+    if factory is None:
+        raise ValueError(f"unknown backend {name!r}; available: {', '.join(names)}")
+    backend = factory(n_jobs=n_jobs, address=address)
+    if not isinstance(backend, Backend):
+        raise TypeError(
+            f"the factory registered for backend {name!r} returned "
+            f"{type(backend).__name__}, not a mlpar.backends.Backend"
+        )
+    backend._registered_name = name
+    return backend

@@ -1,0 +1,245 @@
+"""Rows, the JSONL journal, summaries and export."""
+
+import csv
+import json
+import math
+import re
+import sys
+
+import numpy as np
+import pytest
+
+from mlpar.results import Journal, SweepResult, TrialRow, read_journal
+from mlpar.space import trial_key
+
+HEADER = {"fn": "m.fn", "trials": "abc", "random_state": 0, "seeds": 2, "n_iter": None, "error_score": math.nan}
+
+
+def make_row(index, params, repeat=0, status="ok", **metrics):
+    return TrialRow(
+        key=trial_key(params, repeat), index=index, params=params, repeat=repeat,
+        seed=index, status=status, metrics=metrics, wall_time=0.1, started_at=100.0 + index,
+        ended_at=100.5 + index, backend="serial", n_jobs=1, blas_threads=1, blas_threads_seen=1,
+    )
+
+
+@pytest.fixture
+def result():
+    rows = [
+        make_row(0, {"lr": 0.1}, 0, acc=0.8, loss=0.5),
+        make_row(1, {"lr": 0.1}, 1, acc=0.6, loss=0.7),
+        make_row(2, {"lr": 0.2}, 0, acc=0.9, loss=0.2),
+        make_row(3, {"lr": 0.2}, 1, acc=0.9, loss=0.4),
+        make_row(4, {"lr": 0.3, "extra": "x"}, 0, acc=1.0, loss=0.1),
+        make_row(5, {"lr": 0.3, "extra": "x"}, 1, status="failed"),
+    ]
+    # Given out of order: the result sorts by index.
+    return SweepResult(rows[::-1], info={"error_score": math.nan}, wall_time=2.0)
+
+
+def test_row_round_trips_through_json():
+    row = make_row(3, {"a": [1, 2]}, 1, status="diverged", loss=math.nan)
+    back = TrialRow.from_dict(json.loads(json.dumps(row.to_dict())))
+    assert back.key == row.key and back.params == row.params and back.status == "diverged"
+    assert math.isnan(back.metrics["loss"])
+    assert TrialRow.from_dict({**row.to_dict(), "future_field": 1}).index == 3
+
+
+def test_result_is_ordered_and_sized(result):
+    assert [r.index for r in result] == list(range(6))
+    assert len(result) == 6
+    assert result[2].params == {"lr": 0.2}
+    assert repr(result) == "SweepResult(6 trials: 5 ok, 1 failed, wall_time=2s)"
+    assert [r.index for r in result.failures()] == [5]
+
+
+def test_summary_aggregates_repeats(result):
+    s = result.summary(mode={"loss": "min"})
+    assert s["params"] == [{"lr": 0.1}, {"lr": 0.2}, {"extra": "x", "lr": 0.3}]
+    assert s["param_lr"] == [0.1, 0.2, 0.3]
+    assert s["param_extra"] == [None, None, "x"]
+    assert s["n_trials"] == [2, 2, 2]
+    assert s["n_ok"] == [2, 2, 1]
+    assert s["keys"][0] == [result[0].key, result[1].key]
+    assert s["mean_acc"][:2] == pytest.approx([0.7, 0.9])
+    assert s["std_acc"][:2] == pytest.approx([0.1, 0.0])
+    # A failed repeat counts as error_score=nan: the config ranks last.
+    assert math.isnan(s["mean_acc"][2])
+    assert s["rank_acc"] == [2, 1, 3]
+    assert s["mean_loss"][:2] == pytest.approx([0.6, 0.3])
+    assert s["rank_loss"] == [2, 1, 3]
+    assert result.summary(mode="min")["rank_acc"] == [1, 2, 3]
+
+
+def test_summary_uses_a_numeric_error_score(result):
+    result.info["error_score"] = 0.0
+    s = result.summary()
+    assert s["mean_acc"][2] == pytest.approx(0.5)
+    assert s["rank_acc"] == [2, 1, 3]
+
+
+def test_ties_share_the_lower_rank():
+    rows = [make_row(i, {"x": i}, acc=v) for i, v in enumerate([0.5, 0.9, 0.5, 0.1])]
+    assert SweepResult(rows).summary()["rank_acc"] == [2, 1, 2, 4]
+
+
+def test_best(result):
+    best = result.best("acc")
+    assert best["params"] == {"lr": 0.2}
+    assert best["mean_acc"] == pytest.approx(0.9)
+    assert result.best("loss", mode="min")["params"] == {"lr": 0.2}
+    assert result.best("acc", mode="min")["params"] == {"lr": 0.1}
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda r: r.best("nope"), "no trial reported metric 'nope'; the metrics are ['acc', 'loss']"),
+        (lambda r: r.best("acc", mode="up"), "mode must be 'max' or 'min', got 'up'"),
+        (lambda r: r.summary(mode={"nope": "min"}), "mode names unknown metrics ['nope']"),
+        (lambda r: r.summary(mode="best"), "mode must be 'max' or 'min', got 'best'"),
+    ],
+)
+def test_summary_errors(result, call, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        call(result)
+
+
+def test_best_without_any_finite_mean():
+    rows = [make_row(0, {"x": 1}, acc=0.5), make_row(1, {"x": 1}, 1, status="crashed")]
+    with pytest.raises(ValueError, match="no configuration has a finite mean 'acc'"):
+        SweepResult(rows).best("acc")
+
+
+def test_to_pandas(result):
+    frame = result.to_pandas()
+    assert len(frame) == 6
+    assert list(frame.columns[:5]) == ["key", "index", "repeat", "seed", "status"]
+    assert {"param_lr", "param_extra", "metric_acc", "metric_loss", "blas_threads_seen"} <= set(frame.columns)
+    assert frame["metric_acc"].iloc[2] == 0.9
+
+
+def test_to_pandas_without_pandas(result, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(ImportError, match=re.escape("install it with: pip install pandas")):
+        result.to_pandas()
+
+
+def test_to_csv_is_complete_and_atomic(result, tmp_path):
+    path = result.to_csv(tmp_path / "out" / "rows.csv")
+    with open(path, newline="") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 6
+    assert table[4]["param_extra"] == "x" and table[0]["param_extra"] == ""
+    assert float(table[2]["metric_acc"]) == 0.9
+    assert table[5]["status"] == "failed"
+    assert [p.name for p in path.parent.iterdir()] == ["rows.csv"]  # no temp file left
+
+
+def test_to_csv_keeps_the_old_file_when_writing_fails(result, tmp_path):
+    path = tmp_path / "rows.csv"
+    path.write_text("old")
+    result.rows[0].metrics["bad"] = {"nested": {1, 2}}  # not writable as JSON
+    with pytest.raises(TypeError):
+        result.to_csv(path)
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["rows.csv"]
+
+
+def test_journal_writes_header_and_rows(tmp_path):
+    path = tmp_path / "sub" / "j.jsonl"
+    journal, done = Journal.open(path, HEADER)
+    assert done == []
+    rows = [make_row(i, {"i": i}, acc=i / 10) for i in range(3)]
+    with journal:
+        for row in rows:
+            journal.append(row)
+            # Flushed at once: readable before the journal is closed.
+            assert len(path.read_text().splitlines()) == row.index + 2
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines[0]["type"] == "header" and lines[0]["version"] == 1 and lines[0]["fn"] == "m.fn"
+    assert [line["type"] for line in lines[1:]] == ["trial"] * 3
+    header, back = read_journal(path)
+    assert header["seeds"] == 2
+    assert [r.to_dict() for r in back] == [r.to_dict() for r in rows]
+
+
+def test_journal_is_never_overwritten(tmp_path):
+    path = tmp_path / "j.jsonl"
+    Journal.open(path, HEADER)[0].close()
+    with pytest.raises(FileExistsError, match="pass resume=True"):
+        Journal.open(path, HEADER)
+
+
+def test_resume_returns_rows_and_appends(tmp_path):
+    path = tmp_path / "j.jsonl"
+    with Journal.open(path, HEADER)[0] as journal:
+        journal.append(make_row(0, {"i": 0}))
+    journal, done = Journal.open(path, {**HEADER, "n_jobs": 4}, resume=True)
+    assert [r.index for r in done] == [0]
+    with journal:
+        journal.append(make_row(1, {"i": 1}))
+    assert [r.index for r in read_journal(path)[1]] == [0, 1]
+
+
+def test_resume_cuts_a_torn_last_line(tmp_path):
+    path = tmp_path / "j.jsonl"
+    with Journal.open(path, HEADER)[0] as journal:
+        journal.append(make_row(0, {"i": 0}))
+    with open(path, "ab") as f:
+        f.write(b'{"type": "trial", "key": "abc", "ind')  # killed mid-write
+    with pytest.warns(RuntimeWarning, match="torn last line"):
+        journal, done = Journal.open(path, HEADER, resume=True)
+    assert [r.index for r in done] == [0]
+    with journal:
+        journal.append(make_row(1, {"i": 1}))
+    lines = path.read_text().splitlines()
+    assert len(lines) == 3 and all(json.loads(line) for line in lines)
+
+
+def test_corrupt_line_in_the_middle_is_an_error(tmp_path):
+    path = tmp_path / "j.jsonl"
+    with Journal.open(path, HEADER)[0] as journal:
+        journal.append(make_row(0, {"i": 0}))
+        journal._file.write(b"garbage\n")
+        journal.append(make_row(1, {"i": 1}))
+    with pytest.raises(ValueError, match=re.escape(f"{path}:3: not a JSON object")):
+        read_journal(path)
+
+
+@pytest.mark.parametrize("field, value", [("fn", "m.other"), ("trials", "xyz"), ("random_state", 1), ("seeds", 3)])
+def test_resume_refuses_another_sweep(tmp_path, field, value):
+    path = tmp_path / "j.jsonl"
+    Journal.open(path, HEADER)[0].close()
+    with pytest.raises(ValueError, match=re.escape(f"belongs to a different sweep: {field} is")):
+        Journal.open(path, {**HEADER, field: value}, resume=True)
+
+
+def test_not_a_journal(tmp_path):
+    path = tmp_path / "j.jsonl"
+    path.write_text('{"type": "trial"}\n')
+    with pytest.raises(ValueError, match="is not an mlpar journal"):
+        read_journal(path)
+
+
+def test_duplicate_keys_keep_the_later_row(tmp_path):
+    path = tmp_path / "j.jsonl"
+    with Journal.open(path, HEADER)[0] as journal:
+        journal.append(make_row(0, {"i": 0}, status="failed"))
+        journal.append(make_row(0, {"i": 0}, status="ok"))
+    with pytest.warns(RuntimeWarning, match="appears twice"):
+        rows = read_journal(path)[1]
+    assert [r.status for r in rows] == ["ok"]
+
+
+def test_from_journal(tmp_path):
+    path = tmp_path / "j.jsonl"
+    with Journal.open(path, HEADER)[0] as journal:
+        for i in (2, 0, 1):
+            journal.append(make_row(i, {"i": i}, acc=float(i)))
+    result = SweepResult.from_journal(path)
+    assert [r.index for r in result] == [0, 1, 2]
+    assert result.info["fn"] == "m.fn"
+    assert result.wall_time == pytest.approx(2.5)
+    assert result.best("acc")["params"] == {"i": 2}
+    assert np.isnan(result.info["error_score"])
