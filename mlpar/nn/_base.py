@@ -169,6 +169,10 @@ class BaseMLP(BaseEstimator):
             tol=self.tol, n_iter_no_change=self.n_iter_no_change, incremental=incremental,
             scorer=scorer, deadline=deadline, instrument=self.instrument,
             verbose=self.verbose,
+            # A sweep trains for a fixed budget on purpose and reads stop_reason_
+            # instead: mlpar.trial sets this private flag (a warnings filter
+            # would be process-global, and racy under the threads backend).
+            warn_max_iter=getattr(self, "_warn_max_iter", True),
         )
         fit_time = time.perf_counter() - t_start
 

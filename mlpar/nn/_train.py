@@ -52,7 +52,7 @@ class Outcome:
 
 def train(net, optimizer, X, Y, *, history, rng, batch_size, alpha, shuffle, max_iter, tol,
           n_iter_no_change, incremental=False, scorer=None, deadline=None, instrument=False,
-          verbose=False):
+          verbose=False, warn_max_iter=True):
     """Train ``net`` in place on ``(X, Y)`` for up to ``max_iter`` epochs.
 
     Parameters
@@ -198,7 +198,7 @@ def train(net, optimizer, X, Y, *, history, rng, batch_size, alpha, shuffle, max
                 break
             if incremental:
                 break
-            if n_iter == max_iter:
+            if n_iter == max_iter and warn_max_iter:
                 warnings.warn(
                     f"Stochastic Optimizer: Maximum iterations ({max_iter}) reached and the "
                     "optimization hasn't converged yet.",
