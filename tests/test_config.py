@@ -103,9 +103,13 @@ def test_random_search_draws_from_distributions():
 
 def test_width_scan_spans_8_to_2048_with_two_batch_sizes():
     cfg = load_config(CONFIGS / "width_scan.yaml")
-    space = cfg.search_space()
-    assert min(space["units"]) == 8 and max(space["units"]) == 2048
-    assert len(space["batch_size"]) >= 2
+    space = cfg.search_space()  # one grid per (units, batch_size), each with its epochs
+    units = {u for grid in space for u in grid["units"]}
+    batches = {b for grid in space for b in grid["batch_size"]}
+    assert min(units) == 8 and max(units) == 2048 and len(batches) >= 2
+    assert {(g["units"][0], g["batch_size"][0]) for g in space} == {
+        (u, b) for u in units for b in batches}
+    assert cfg.compare.group_by == ("units", "batch_size")
     assert cfg.data.dataset == "classification"
     assert cfg.compare.backends == ("serial", "threads", "processes")
     assert cfg.compare.n_jobs == (1, 2)
@@ -214,7 +218,7 @@ QUICK = CONFIGS / "quickstart.yaml"
     (["data={dataset: iris}"], lambda c: c.data, DataConfig(dataset="iris")),
     (["sweep.params.lr=[0.1]"], lambda c: c.search_space()["lr"], [0.1]),
     (["sweep.params.epochs=[1, 2]"], lambda c: c.search_space()["epochs"], [1, 2]),
-    (["sweep.params.lr=null"], lambda c: c.search_space(), {"hidden": [[32], [128]]}),
+    (["sweep.params.lr=null"], lambda c: c.search_space(), {"hidden": [[256, 256], [512, 512]]}),
     (["sweep.params.lr=null", "sweep.params.hidden=null"], lambda c: c.sweep.params, ()),
     (["sweep.params=null"], lambda c: c.search_space(), {}),
     (["sweep.params.lr={loguniform: [1e-4, 1e-2]}", "sweep.n_iter=3"],

@@ -1,0 +1,316 @@
+"""``mlpar compare``: the same sweep under several backends, and why one wins.
+
+For each workload group (by default the whole sweep; with ``compare.group_by``
+one group per value, e.g. per hidden width) every backend setting runs the
+group's trials, repeated and interleaved. Beside the measured speedups stand
+the serially measured GIL-free fraction ``p`` and the thread speedup it
+predicts (see :mod:`mlpar.gilmodel`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import statistics
+import time
+from pathlib import Path
+
+from .environment import environment_info, gil_enabled
+from .experiment import COMPARE_FILE, atomic_write, new_run_dir, prepare_run
+from .report import format_table
+from .sweep import sweep
+from .trial import MLPTrial
+
+__all__ = [
+    "CompareSetting", "compare_settings", "compare_backends", "run_comparison", "summarize",
+    "comparison_report", "split_groups", "group_table",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareSetting:
+    """One backend setting of a comparison: backend, workers, BLAS threads each."""
+
+    backend: str
+    n_jobs: int
+    blas_threads: int
+
+    @property
+    def label(self):
+        return f"{self.backend} x{self.n_jobs} blas{self.blas_threads}"
+
+    @property
+    def slug(self):
+        return f"{self.backend}-j{self.n_jobs}-b{self.blas_threads}"
+
+
+def compare_settings(backends, n_jobs_list, *, cores, blas_axis=True):
+    """The settings a comparison runs, under one thread budget.
+
+    The baseline is ``serial`` with 1 BLAS thread. Parallel backends run each
+    ``n_jobs`` with 1 BLAS thread per worker, so the only difference between
+    them is how trials are spread, not how many cores each GEMM uses. With
+    ``blas_axis``, ``serial`` also runs with BLAS threads = cores: C-level
+    parallelism inside each GEMM instead of trial-level parallelism.
+    """
+    settings = [CompareSetting("serial", 1, 1)]
+    if blas_axis and cores > 1:
+        settings.append(CompareSetting("serial", 1, cores))
+    for backend in backends:
+        if backend == "serial":
+            continue
+        for n in n_jobs_list:
+            settings.append(CompareSetting(backend, cores if n == -1 else n, 1))
+    # dict.fromkeys keeps order and drops duplicates.
+    return list(dict.fromkeys(settings))
+
+
+def compare_backends(config, settings, *, repeats, run_dir, space=None, prefix="",
+                     progress=False):
+    """Run the config's sweep (or ``space``) under every setting, interleaved.
+
+    Repeat ``r`` runs the settings in an order rotated by ``r``, so slow drift
+    of a shared machine spreads over all settings instead of biasing one.
+    Every run's journal is kept under ``run_dir/compare/`` for the report.
+
+    Returns
+    -------
+    list of dict
+        One record per run: setting, repeat, wall time, per-trial wall and CPU
+        times and the worker each trial ran on.
+    """
+    out = Path(run_dir) / "compare"
+    out.mkdir(parents=True, exist_ok=True)
+    space = config.search_space() if space is None else space
+    records = []
+    for r in range(repeats):
+        k = r % len(settings)
+        for s in settings[k:] + settings[:k]:
+            journal = out / f"{prefix}{s.slug}-r{r}.jsonl"
+            journal.unlink(missing_ok=True)
+            t0 = time.perf_counter()
+            result = sweep(
+                MLPTrial(config.trial_base()), space, n_iter=config.sweep.n_iter,
+                seeds=config.sweep.seeds, random_state=config.sweep.random_state,
+                backend=s.backend, n_jobs=s.n_jobs, blas_threads=s.blas_threads,
+                timeout=config.execution.timeout, retries=config.execution.retries,
+                journal=journal, progress=progress,
+                **({"address": config.execution.address} if s.backend == "dask" else {}),
+            )
+            wall = time.perf_counter() - t0
+            rows = [_as_dict(row) for row in result]
+            records.append({
+                "backend": s.backend, "n_jobs": s.n_jobs, "blas_threads": s.blas_threads,
+                "label": s.label, "repeat": r, "wall_time": wall, "n_trials": len(rows),
+                "n_ok": sum(1 for row in rows if row["status"] == "ok"),
+                "trial_wall": [row.get("wall_time") for row in rows],
+                "trial_cpu": [row.get("cpu_time") for row in rows],
+                "workers": [f"{row.get('pid')}:{row.get('thread_id')}" for row in rows],
+                "journal": str(journal.relative_to(run_dir)),
+            })
+    return records
+
+
+def _as_dict(row):
+    from .report import _as_dict as as_dict
+
+    return as_dict(row)
+
+
+def split_groups(space, group_by):
+    """Split a grid space into one sub-grid per combination of ``group_by`` values."""
+    if not group_by:
+        return [({}, space)]
+    grids = space if isinstance(space, list) else [space]
+    groups = {}
+    for grid in grids:
+        missing = [g for g in group_by if g not in grid]
+        bad = [g for g in group_by if g in grid and not isinstance(grid[g], list)]
+        if missing or bad:
+            raise ValueError(
+                f"compare.group_by: {', '.join(missing + bad)} must be swept as a list of "
+                f"values in every grid of sweep.params")
+        for combo in itertools.product(*(grid[g] for g in group_by)):
+            key = json.dumps(list(combo), default=str)
+            sub = {**grid, **{g: [v] for g, v in zip(group_by, combo)}}
+            groups.setdefault(key, (dict(zip(group_by, combo)), []))[1].append(sub)
+    return [(label, subs if len(subs) > 1 else subs[0]) for label, subs in groups.values()]
+
+
+def _median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else float("nan")
+
+
+def summarize(records, settings):
+    """Per setting: medians over repeats, speedup, efficiency, utilization, overheads."""
+    by = {}
+    for r in records:
+        by.setdefault((r["backend"], r["n_jobs"], r["blas_threads"]), []).append(r)
+    base = by.get(("serial", 1, 1), [])
+    base_wall = {r["repeat"]: r["wall_time"] for r in base}
+    base_trial = _median([t for r in base for t in r["trial_wall"]])
+    out = []
+    for s in settings:
+        runs = by.get((s.backend, s.n_jobs, s.blas_threads), [])
+        if not runs:
+            continue
+        walls = [r["wall_time"] for r in runs]
+        # Ratios within one repeat: the interleaved pair saw the same machine load.
+        ratios = [base_wall[r["repeat"]] / r["wall_time"] for r in runs if r["repeat"] in base_wall]
+        cores = s.n_jobs * s.blas_threads
+        cpu = [sum(c for c in r["trial_cpu"] if c) for r in runs]
+        busy = []
+        for r in runs:
+            per_worker = {}
+            for w, t in zip(r["workers"], r["trial_wall"]):
+                per_worker[w] = per_worker.get(w, 0.0) + (t or 0.0)
+            busy.append(max(per_worker.values(), default=0.0))
+        speedup = _median(ratios)
+        out.append({
+            "backend": s.backend, "n_jobs": s.n_jobs, "blas_threads": s.blas_threads,
+            "label": s.label, "repeats": len(runs),
+            "wall": _median(walls), "wall_min": min(walls), "wall_max": max(walls),
+            "speedup": speedup, "efficiency": speedup / cores,
+            "utilization": _median([c / (w * cores) for c, w in zip(cpu, walls)]),
+            "inflation": _median([t for r in runs for t in r["trial_wall"]]) / base_trial
+            if base_trial == base_trial and base_trial > 0 else float("nan"),
+            # Wall time no worker spent in a trial: start-up, dispatch, transfer, tail.
+            "overhead": _median([w - b for w, b in zip(walls, busy)]),
+            "ok": min(r["n_ok"] for r in runs), "trials": runs[0]["n_trials"],
+        })
+    return out
+
+
+def _group_label(label):
+    return ", ".join(f"{k}={v}" for k, v in label.items()) or "all trials"
+
+
+def run_comparison(config, args, argv):
+    """The ``mlpar compare`` command."""
+    from .gilmodel import calibrate, measure_handoff_cost, py_spy_available, sample_trial_gil
+    from .space import expand_space
+
+    cmp = config.compare
+    backends = args.backends or list(cmp.backends)
+    n_jobs = args.n_jobs or list(cmp.n_jobs)
+    repeats = args.repeats or cmp.repeats
+    if repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {repeats}")
+    cores = environment_info()["joblib_cpu_count"]
+    settings = compare_settings(backends, n_jobs, cores=cores, blas_axis=not args.no_blas_axis)
+    space = config.search_space()
+    groups = split_groups(space, list(getattr(cmp, "group_by", ()) or ()))
+    run_dir = prepare_run(config, args.run_dir or new_run_dir(config, kind="compare"),
+                          argv=["mlpar", *argv])
+    progress = False if args.no_progress else None
+    print(f"comparing {len(settings)} settings x {repeats} repeats on {len(groups)} workload "
+          f"group(s), {cores} cores; run folder: {run_dir}", flush=True)
+    model_ok = gil_enabled()
+    handoff = measure_handoff_cost() if model_ok else 0.0
+    results = []
+    for gi, (label, sub) in enumerate(groups):
+        trials = expand_space(sub, n_iter=config.sweep.n_iter, seeds=config.sweep.seeds,
+                              random_state=config.sweep.random_state)
+        print(f"\n[{_group_label(label)}] {len(trials)} trials per run", flush=True)
+        params = {**config.trial_base(), **trials[0].params}
+        cal = calibrate(params, seed=trials[0].seed, handoff_s=handoff)
+        if model_ok and py_spy_available():
+            # Independent of the engine's instrumentation: a sampling profiler.
+            check = sample_trial_gil(params, seed=trials[0].seed)
+            cal["p_check"], cal["p_check_method"] = check["p"], check["method"]
+        records = compare_backends(
+            config, settings, repeats=repeats, run_dir=run_dir, progress=progress,
+            space=sub, prefix=f"g{gi}-")
+        rows = summarize(records, settings)
+        for row in rows:
+            if row["backend"] == "threads" and model_ok:
+                row["amdahl"] = cal.prediction(row["n_jobs"], handoff_s=0.0)
+                row["predicted"] = cal.prediction(row["n_jobs"])
+        results.append({"group": label, "calibration": dict(cal), "summary": rows,
+                        "runs": records})
+        print(format_table(rows, _COLUMNS), flush=True)
+        print(_explain(cal, rows, model_ok), flush=True)
+    doc = {"settings": [s.__dict__ for s in settings], "repeats": repeats, "cores": cores,
+           "gil_enabled": model_ok, "handoff_s": handoff, "groups": results}
+    atomic_write(Path(run_dir) / COMPARE_FILE, json.dumps(doc, indent=2, default=str) + "\n")
+    if len(groups) > 1:
+        print("\n" + format_table(group_table(doc), _GROUP_COLUMNS), flush=True)
+    from .report import write_report
+
+    report = write_report(run_dir)
+    print(f"\nreport: {report}", flush=True)
+    return 0
+
+
+_COLUMNS = [("label", "setting"), ("wall", "median wall s"), ("wall_min", "min"),
+            ("wall_max", "max"), ("speedup", "speedup"), ("efficiency", "efficiency"),
+            ("utilization", "CPU util"), ("inflation", "trial time x"),
+            ("overhead", "overhead s"), ("predicted", "predicted"), ("ok", "ok")]
+
+_GROUP_COLUMNS = [("group", "workload"), ("p", "p"), ("p_check", "p (py-spy)"), ("amdahl", "Amdahl threads"),
+                  ("predicted", "predicted threads"), ("threads", "measured threads"),
+                  ("error", "prediction error"), ("processes", "processes"),
+                  ("best", "best backend")]
+
+
+def group_table(doc):
+    """One row per workload group: p, predicted and measured speedups, best backend."""
+    cores = doc["cores"]
+    out = []
+    for g in doc["groups"]:
+        rows = g["summary"]
+        pick = {}
+        for r in rows:
+            if r["n_jobs"] == cores and r["blas_threads"] == 1:
+                pick[r["backend"]] = r
+        cal = g["calibration"]
+        th = pick.get("threads", {})
+        best = max(rows, key=lambda r: r["speedup"]) if rows else {}
+        pred = th.get("predicted")
+        meas = th.get("speedup")
+        out.append({
+            "group": _group_label(g["group"]), "p": cal.get("p"), "p_check": cal.get("p_check"),
+            "amdahl": th.get("amdahl"), "predicted": pred, "threads": meas,
+            "error": (pred - meas) / meas if pred and meas else None,
+            "processes": pick.get("processes", {}).get("speedup"),
+            "best": best.get("label"),
+        })
+    return out
+
+
+def _explain(cal, rows, model_ok):
+    if not model_ok:
+        return ("GIL disabled (free-threaded build): threads run Python in parallel, "
+                "so the GIL model does not apply; speedups above are measured only.")
+    return (f"p = {cal['p']:.2f} of a serial training step runs without the GIL "
+            f"(GEMMs alone {cal['p_gemm']:.2f}"
+            + (f"; {cal['p_check_method']}: {cal['p_check']:.2f}" if "p_check" in cal else "")
+            + f"); per step {cal['python_time'] * 1e6:.0f} µs "
+            f"Python vs {cal['numeric_time'] * 1e6:.0f} µs numeric, "
+            f"{cal['releases_per_step']:.0f} GIL releases. Amdahl's ceiling for 2 threads "
+            f"{cal['amdahl_2']:.2f}x; with GIL hand-offs ({cal['handoff_s'] * 1e6:.2f} µs each) "
+            f"{cal['predicted_2']:.2f}x.")
+
+
+def comparison_report(run_dir, plt):
+    """Markdown lines (and plots) of a comparison for ``report.md``."""
+    doc = json.loads((Path(run_dir) / COMPARE_FILE).read_text())
+    md = ["## Backend comparison", "",
+          f"{doc['repeats']} interleaved repeats per setting, {doc['cores']} cores, "
+          f"1 BLAS thread per worker unless stated; speedup = median over repeats of "
+          f"serial wall / setting wall in the same repeat.", ""]
+    for g in doc["groups"]:
+        md += [f"### {_group_label(g['group'])}", "",
+               format_table(g["summary"], _COLUMNS, markdown=True), "",
+               _explain(g["calibration"], g["summary"], doc["gil_enabled"]), ""]
+    if len(doc["groups"]) > 1:
+        md += ["### Per workload", "", format_table(group_table(doc), _GROUP_COLUMNS,
+                                                    markdown=True), ""]
+    if plt is not None:
+        from .compare_plots import plot_comparison
+
+        for path in plot_comparison(doc, run_dir, plt):
+            md += [f"![{path.stem}]({path.name})", ""]
+    return md
