@@ -29,6 +29,19 @@ LEARNING_RATE = 0.5
 N_PREDICTIONS = 16  # distinct prediction vectors the trials cycle through
 
 
+
+def _log_write_seconds():
+    """How long the stand-in for a log write between read and write sleeps.
+
+    With the GIL, ``sleep(0)`` is enough: it releases the GIL and the other
+    thread runs inside the read-modify-write. Without the GIL (free-threaded
+    CPython, ``PYTHON_GIL=0``) threads run truly in parallel and ``sleep(0)``
+    returns at once, so the windows of two threads rarely overlap; a realistic
+    50 µs write makes them overlap reliably.
+    """
+    is_enabled = getattr(sys, "_is_gil_enabled", None)
+    return 0.0 if is_enabled is None or is_enabled() else 50e-6
+
 def _run_threads(n_threads, target):
     """Run ``target(thread_index, barrier)`` on ``n_threads`` threads, join, re-raise errors."""
     # The barrier releases all threads together, so the first thread does not
@@ -81,6 +94,7 @@ def tally_race(n_threads, n_trials, *, lock, y_val, predictions):
     """
     tally = {"trials": 0, "best": -1.0}
     guard = threading.Lock() if lock else nullcontext()
+    log_write_s = _log_write_seconds()
 
     def trial_thread(index, barrier):
         barrier.wait()
@@ -94,7 +108,7 @@ def tally_race(n_threads, n_trials, *, lock, y_val, predictions):
                 # Stands for logging the trial (a write to a file or a stream).
                 # Any blocking call releases the GIL, and sleep(0) always
                 # does: another thread runs inside this read-modify-write.
-                time.sleep(0)
+                time.sleep(log_write_s)
                 tally["trials"] = count + 1
                 if score > best:
                     tally["best"] = score
@@ -160,6 +174,7 @@ def hogwild_race(n_threads, *, lock, X, Y, batches, serial=False):
         ``expected`` and ``observed`` update counts and ``final_loss`` on the
         whole dataset.
     """
+    log_write_s = _log_write_seconds()
     shared = {"state": (np.zeros((X.shape[1], Y.shape[1])), 0)}
     guard = threading.Lock() if lock else nullcontext()
 
@@ -174,7 +189,7 @@ def hogwild_race(n_threads, *, lock, X, Y, batches, serial=False):
                 # Stands for the rest of a real step (a bigger model's gradient,
                 # fetching the next batch): long enough that another thread
                 # runs before the write, which this tiny model's step is not.
-                time.sleep(0)
+                time.sleep(log_write_s)
                 shared["state"] = (W - LEARNING_RATE * gradient, version + 1)
 
     if serial:
