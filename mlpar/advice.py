@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
-__all__ = ["advise", "Advice", "predict_options"]
+__all__ = ["advise", "Advice", "predict_options", "option_setting", "measure_process_startup"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,17 +39,36 @@ class Advice:
         return dataclasses.asdict(self)
 
 
-def _measure_process_startup(n_jobs):
+def measure_process_startup(n_jobs):
+    """Seconds a processes sweep spends before its workers can train.
+
+    Starts ``n_jobs`` fresh workers, each importing what an MLP trial needs
+    (NumPy, scikit-learn, mlpar's engine and data), exactly as a real sweep's
+    workers do, and times the whole sweep of those no-op trials.
+    """
     from .sweep import sweep
 
     t0 = time.perf_counter()
-    sweep(_noop, {"i": list(range(n_jobs))}, backend="processes", n_jobs=n_jobs,
+    sweep(_import_trial, {"i": list(range(n_jobs))}, backend="processes", n_jobs=n_jobs,
           blas_threads=1, progress=False)
     return time.perf_counter() - t0
 
 
-def _noop(params, seed):
+def _import_trial(params, seed):
+    import mlpar.trial  # noqa: F401  (the import is what is being timed)
+
     return {"ok": 1.0}
+
+
+def option_setting(label, cores):
+    """``(backend, n_jobs, blas_threads)`` of an option label of :func:`predict_options`."""
+    if label.startswith("serial, blas"):
+        return "serial", 1, cores
+    if label == "serial":
+        return "serial", 1, 1
+    backend = label.split(",")[0]
+    n_jobs = int(label.rsplit("=", 1)[1])
+    return backend, n_jobs, 1
 
 
 def predict_options(cal, *, cores, n_trials, trial_time, startup_s):
@@ -63,8 +82,10 @@ def predict_options(cal, *, cores, n_trials, trial_time, startup_s):
     opts = {}
     serial_total = n_trials * trial_time
     if cores > 1:
-        # BLAS threads split only the GEMMs; the rest of the step stays serial.
-        opts[f"serial, blas_threads={cores}"] = amdahl(cal["p_gemm"], cores)
+        # Measured when the calibration has it (see gilmodel.measure_blas_speedup):
+        # small GEMMs do not gain from BLAS threads. Else Amdahl on the GEMMs.
+        opts[f"serial, blas_threads={cores}"] = cal.get("blas_speedup") or amdahl(
+            cal["p_gemm"], cores)
     for n in sorted({k for k in (2, cores) if 1 < k <= cores}):
         rounds = -(-n_trials // n)  # ceil: trials per worker on the critical path
         fill = n_trials / (rounds * n)  # fraction of worker slots that hold a trial
@@ -92,7 +113,7 @@ def advise(config, *, n_cores=None, seed=0):
     import joblib
 
     from .config import load_config
-    from .gilmodel import calibrate
+    from .gilmodel import calibrate, measure_blas_speedup
     from .space import expand_space
 
     if not hasattr(config, "search_space"):
@@ -107,19 +128,17 @@ def advise(config, *, n_cores=None, seed=0):
     params = {**config.trial_base(), **probe.params}
     epochs = params.get("epochs", 1)
     cal = calibrate(params, seed=seed, epochs=min(2, epochs))
+    if cores > 1:
+        cal["blas_speedup"] = measure_blas_speedup(params, seed=seed, threads=cores,
+                                                   epochs=min(2, epochs))
     # A trial's time scales with its epochs; calibration ran only a few.
     trial_time = cal["fit_time"] / max(1, cal["epochs"]) * epochs
-    startup = _measure_process_startup(min(cores, 2)) if cores > 1 else 0.0
+    startup = measure_process_startup(min(cores, 2)) if cores > 1 else 0.0
     opts = predict_options(cal, cores=cores, n_trials=len(trials), trial_time=trial_time,
                            startup_s=startup)
     best = max(opts, key=opts.get)
-    if best.startswith("serial, blas"):
-        backend, n_jobs, blas = "serial", 1, cores
-    elif best == "serial":
-        backend, n_jobs, blas = "serial", 1, 1
-    else:
-        backend = best.split(",")[0]
-        n_jobs = int(best.rsplit("=", 1)[1])
+    backend, n_jobs, blas = option_setting(best, cores)
+    if backend != "serial":
         blas = max(1, cores // n_jobs)
     why = (
         f"A serial calibration of the heaviest configuration ({_describe(probe.params)}) "

@@ -189,7 +189,11 @@ def _group_label(label):
 
 def run_comparison(config, args, argv):
     """The ``mlpar compare`` command."""
-    from .gilmodel import calibrate, measure_handoff_cost, py_spy_available, sample_trial_gil
+    from .advice import measure_process_startup, option_setting, predict_options
+    from .gilmodel import (
+        calibrate, measure_blas_speedup, measure_handoff_curve, py_spy_available,
+        sample_trial_gil,
+    )
     from .space import expand_space
 
     cmp = config.compare
@@ -208,14 +212,19 @@ def run_comparison(config, args, argv):
     print(f"comparing {len(settings)} settings x {repeats} repeats on {len(groups)} workload "
           f"group(s), {cores} cores; run folder: {run_dir}", flush=True)
     model_ok = gil_enabled()
-    handoff = measure_handoff_cost() if model_ok else 0.0
+    curve = measure_handoff_curve() if model_ok else ()
+    startup = measure_process_startup(min(cores, 2)) if cores > 1 else 0.0
     results = []
     for gi, (label, sub) in enumerate(groups):
         trials = expand_space(sub, n_iter=config.sweep.n_iter, seeds=config.sweep.seeds,
                               random_state=config.sweep.random_state)
         print(f"\n[{_group_label(label)}] {len(trials)} trials per run", flush=True)
         params = {**config.trial_base(), **trials[0].params}
-        cal = calibrate(params, seed=trials[0].seed, handoff_s=handoff)
+        cal = calibrate(params, seed=trials[0].seed, curve=curve)
+        if cores > 1:
+            cal["blas_speedup"] = measure_blas_speedup(
+                params, seed=trials[0].seed, threads=cores,
+                epochs=max(1, cal["epochs"] // 4))
         if model_ok and py_spy_available():
             # Independent of the engine's instrumentation: a sampling profiler.
             check = sample_trial_gil(params, seed=trials[0].seed)
@@ -228,12 +237,19 @@ def run_comparison(config, args, argv):
             if row["backend"] == "threads" and model_ok:
                 row["amdahl"] = cal.prediction(row["n_jobs"], handoff_s=0.0)
                 row["predicted"] = cal.prediction(row["n_jobs"])
+        # What `mlpar advise` would recommend for this workload, from the
+        # serial calibration alone, to set beside what was measured.
+        opts = predict_options(cal, cores=cores, n_trials=len(trials),
+                               trial_time=cal["fit_time"], startup_s=startup)
+        advised = option_setting(max(opts, key=opts.get), cores)
         results.append({"group": label, "calibration": dict(cal), "summary": rows,
-                        "runs": records})
+                        "runs": records, "advice": {"options": opts, "setting": advised}})
         print(format_table(rows, _COLUMNS), flush=True)
         print(_explain(cal, rows, model_ok), flush=True)
     doc = {"settings": [s.__dict__ for s in settings], "repeats": repeats, "cores": cores,
-           "gil_enabled": model_ok, "handoff_s": handoff, "groups": results}
+           "gil_enabled": model_ok, "handoff_curve": [list(c) for c in curve],
+           "process_startup_s": startup,
+           "groups": results}
     atomic_write(Path(run_dir) / COMPARE_FILE, json.dumps(doc, indent=2, default=str) + "\n")
     if len(groups) > 1:
         print("\n" + format_table(group_table(doc), _GROUP_COLUMNS), flush=True)
@@ -252,7 +268,8 @@ _COLUMNS = [("label", "setting"), ("wall", "median wall s"), ("wall_min", "min")
 _GROUP_COLUMNS = [("group", "workload"), ("p", "p"), ("p_check", "p (py-spy)"), ("amdahl", "Amdahl threads"),
                   ("predicted", "predicted threads"), ("threads", "measured threads"),
                   ("error", "prediction error"), ("processes", "processes"),
-                  ("best", "best backend")]
+                  ("best", "fastest measured"), ("advised", "advised"),
+                  ("advised_vs_best", "advised / fastest")]
 
 
 def group_table(doc):
@@ -270,12 +287,17 @@ def group_table(doc):
         best = max(rows, key=lambda r: r["speedup"]) if rows else {}
         pred = th.get("predicted")
         meas = th.get("speedup")
+        adv = tuple((g.get("advice") or {}).get("setting") or ())
+        adv_row = next((r for r in rows
+                        if (r["backend"], r["n_jobs"], r["blas_threads"]) == adv), None)
         out.append({
             "group": _group_label(g["group"]), "p": cal.get("p"), "p_check": cal.get("p_check"),
             "amdahl": th.get("amdahl"), "predicted": pred, "threads": meas,
             "error": (pred - meas) / meas if pred and meas else None,
             "processes": pick.get("processes", {}).get("speedup"),
             "best": best.get("label"),
+            "advised": adv_row["label"] if adv_row else None,
+            "advised_vs_best": adv_row["speedup"] / best["speedup"] if adv_row and best else None,
         })
     return out
 
@@ -290,7 +312,8 @@ def _explain(cal, rows, model_ok):
             + f"); per step {cal['python_time'] * 1e6:.0f} µs "
             f"Python vs {cal['numeric_time'] * 1e6:.0f} µs numeric, "
             f"{cal['releases_per_step']:.0f} GIL releases. Amdahl's ceiling for 2 threads "
-            f"{cal['amdahl_2']:.2f}x; with GIL hand-offs ({cal['handoff_s'] * 1e6:.2f} µs each) "
+            f"{cal['amdahl_2']:.2f}x; with this machine's GIL hand-off cost "
+            f"({cal['handoff_s'] * 1e6:.2f} µs per release at this workload's kernel durations) "
             f"{cal['predicted_2']:.2f}x.")
 
 

@@ -15,6 +15,8 @@ of Python share one interpreter lock, so per-call overhead does not shrink.
 
 from __future__ import annotations
 
+import functools
+import math
 import statistics
 import threading
 import time
@@ -36,58 +38,136 @@ def predict_threads(p, n, *, releases_per_s=0.0, handoff_s=0.0):
     """Predicted speedup of ``n`` threads over serial, Amdahl plus GIL hand-offs.
 
     Per second of serial work a trial makes ``releases_per_s`` GIL releases;
-    with ``n`` threads contending, each costs about ``handoff_s`` of
-    serialized time (the next thread's wake-up). With ``handoff_s = 0`` this is
-    Amdahl's law.
+    when two threads contend, each release costs ``handoff_s`` of extra wall
+    time (as :func:`measure_handoff_cost` measures it). With ``handoff_s = 0``
+    this is Amdahl's law.
     """
     if n <= 1:
         return 1.0
     p = min(max(float(p), 0.0), 1.0)
-    # Time for n trials of 1 s serial work each, per trial: the GIL-held part
-    # serializes across threads, the GIL-free part overlaps, and every
-    # contended release adds a hand-off on the serialized path.
-    contended = (n - 1) / n
+    # Wall time per trial of 1 s serial work: the GIL-held part serializes
+    # across threads, the GIL-free part overlaps, and every release pays the
+    # hand-off cost. That cost was measured with 2 threads; with n threads a
+    # release finds a waiter (n - 1) / n of the time instead of 1/2.
+    contended = 2.0 * (n - 1) / n
     per_trial = (1.0 - p) + p / n + releases_per_s * handoff_s * contended
     return 1.0 / per_trial
 
 
-def _release_loop(a, b, out, iters):
+def _step_loop(a, b, out, iters, py_iters):
+    # A caricature of a training step: a short Python stretch (the GIL held,
+    # like the interpreter work between NumPy calls), then one GIL-releasing
+    # np.dot whose duration is set by the operand sizes.
     for _ in range(iters):
+        x = 0
+        for j in range(py_iters):
+            x += j
         np.dot(a, b, out=out)
 
 
-def measure_handoff_cost(*, n_threads=2, iters=4000, repeats=3):
-    """Seconds of serialized time one contended GIL release costs on this machine.
+def _python_only(a, iters, py_iters):
+    # The same loop with a 1x1 dot: no real kernel, so all of it holds the GIL.
+    tiny = a[:1, :1]
+    for _ in range(iters):
+        x = 0
+        for j in range(py_iters):
+            x += j
+        np.dot(tiny, tiny)
 
-    Two threads each run tiny GIL-releasing ``np.dot`` calls (the kernel is
-    negligible, so nearly all time is dispatch plus GIL traffic). The extra wall
-    time over running the same calls serially, per release, is the hand-off cost.
+
+# Operand sizes whose np.dot lasts from about a microsecond to a few hundred.
+HANDOFF_SHAPES = ((64, 32), (64, 64), (128, 128), (256, 256))
+
+
+def measure_handoff_cost(*, m=64, k=64, py_iters=10, budget_s=0.08, repeats=3):
+    """Extra seconds per GIL release when 2 threads contend, for one kernel size.
+
+    Two threads run the caricature step (:func:`_step_loop`); Amdahl's law,
+    with ``p`` measured on the same loop serially, predicts their wall time.
+    What the threads take beyond it, per GIL release, is the hand-off cost:
+    the futex wake-ups and context switches of passing the GIL back and forth.
+
+    Returns
+    -------
+    (kernel_s, handoff_s) : tuple of float
+        The kernel's duration and the hand-off cost per release.
     """
     from threadpoolctl import threadpool_limits
 
-    # 32x16 @ 16x16 -> 512 outputs: np.dot releases the GIL, the work is ~1 µs.
-    a = np.ones((32, 16), np.float32)
-    b = np.ones((16, 16), np.float32)
-    outs = [np.empty((32, 16), np.float32) for _ in range(n_threads)]
-    costs = []
+    a = np.ones((m, k), np.float32)
+    b = np.ones((k, k), np.float32)
+    outs = [np.empty((m, k), np.float32) for _ in range(2)]
+    costs, kernels = [], []
     with threadpool_limits(1):
-        _release_loop(a, b, outs[0], 200)  # warm up
+        t0 = time.perf_counter()
+        _step_loop(a, b, outs[0], 50, py_iters)
+        per = (time.perf_counter() - t0) / 50
+        iters = max(100, int(budget_s / max(per, 1e-7)))
         for _ in range(repeats):
             t0 = time.perf_counter()
-            for k in range(n_threads):
-                _release_loop(a, b, outs[k], iters)
-            serial = time.perf_counter() - t0
-            threads = [threading.Thread(target=_release_loop, args=(a, b, outs[k], iters))
-                       for k in range(n_threads)]
+            _step_loop(a, b, outs[0], iters, py_iters)
+            _step_loop(a, b, outs[1], iters, py_iters)
+            serial = (time.perf_counter() - t0) / 2
+            t0 = time.perf_counter()
+            _python_only(a, iters, py_iters)
+            python = min(serial, time.perf_counter() - t0)
+            threads = [threading.Thread(target=_step_loop, args=(a, b, outs[q], iters, py_iters))
+                       for q in range(2)]
             t0 = time.perf_counter()
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
-            parallel = time.perf_counter() - t0
-            # serial work is all GIL-held dispatch: ideal threaded wall == serial.
-            costs.append(max(0.0, parallel - serial) / (n_threads * iters))
-    return statistics.median(costs)
+            wall = time.perf_counter() - t0
+            p = 1.0 - python / serial
+            costs.append(max(0.0, wall - (2.0 - p) * serial) / (2 * iters))
+            kernels.append((serial - python) / iters)
+    return statistics.median(kernels), statistics.median(costs)
+
+
+@functools.lru_cache(maxsize=1)
+def measure_handoff_curve():
+    """Hand-off cost per GIL release as a function of the releasing call's duration.
+
+    Measured once per process on :data:`HANDOFF_SHAPES` (about two seconds).
+    Short calls cost little: the releasing thread takes the GIL back before
+    the other one has woken up. Calls longer than a thread's wake-up latency
+    let the other thread run, and each such hand-off costs a wake-up.
+
+    Returns
+    -------
+    tuple of (kernel_s, handoff_s), sorted by kernel duration.
+    """
+    return tuple(sorted(measure_handoff_cost(m=m, k=k) for m, k in HANDOFF_SHAPES))
+
+
+def handoff_at(duration_s, curve):
+    """Interpolate the hand-off cost for a call of ``duration_s`` (log scale)."""
+    pts = [(math.log(max(k, 1e-9)), h) for k, h in curve]
+    x = math.log(max(duration_s, 1e-9))
+    if x <= pts[0][0]:
+        return pts[0][1]
+    for (x0, h0), (x1, h1) in zip(pts, pts[1:]):
+        if x <= x1:
+            return h0 + (h1 - h0) * (x - x0) / (x1 - x0)
+    return pts[-1][1]
+
+
+def mean_handoff(durations_log2, curve):
+    """Average hand-off cost per release for a histogram of release durations.
+
+    ``durations_log2[b]`` counts calls lasting [2**(b-1), 2**b) µs (b = 0:
+    under 1 µs), as recorded by the engine's instrumentation.
+    """
+    total = sum(durations_log2)
+    if not total:
+        return 0.0
+    cost = 0.0
+    for b, count in enumerate(durations_log2):
+        if count:
+            mid_us = 0.5 if b == 0 else 0.75 * 2 ** b
+            cost += count * handoff_at(mid_us * 1e-6, curve)
+    return cost / total
 
 
 def measure_call_overhead(*, iters=20000):
@@ -115,7 +195,30 @@ class Calibration(dict):
         return predict_threads(self["p"], n, releases_per_s=self["releases_per_s"], handoff_s=h)
 
 
-def calibrate(params, *, seed=0, epochs=None, handoff_s=None):
+def measure_blas_speedup(params, *, seed=0, threads=2, epochs=None, repeats=2):
+    """Speedup of one trial's training from ``threads`` BLAS threads instead of 1.
+
+    Whether OpenBLAS's threads pay depends on the GEMM sizes (small products
+    gain nothing, or lose to the threads' synchronization), which no formula
+    on ``p`` captures well; so it is measured: the same short serial training,
+    interleaved with 1 and with ``threads`` BLAS threads, best of ``repeats``.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from .trial import train_mlp
+
+    params = dict(params)
+    if epochs is not None:
+        params["epochs"] = epochs
+    times = {1: [], threads: []}
+    for _ in range(repeats):
+        for t in (1, threads):
+            with threadpool_limits(t):
+                times[t].append(train_mlp(params, seed)["fit_time"])
+    return min(times[1]) / min(times[threads])
+
+
+def calibrate(params, *, seed=0, epochs=None, curve=None):
     """Serially profile one trial's training and return its decomposition.
 
     Parameters
@@ -125,8 +228,9 @@ def calibrate(params, *, seed=0, epochs=None, handoff_s=None):
     seed : int, default=0
     epochs : int, optional
         Train only this many epochs (a step's mix does not change with epochs).
-    handoff_s : float, optional
-        Hand-off cost; measured when not given.
+    curve : sequence of (kernel_s, handoff_s), optional
+        This machine's hand-off costs (:func:`measure_handoff_curve`, measured
+        when not given); ``()`` means none: plain Amdahl.
 
     Returns
     -------
@@ -145,19 +249,24 @@ def calibrate(params, *, seed=0, epochs=None, handoff_s=None):
     with threadpool_limits(1):
         train_mlp({**params, "epochs": 1}, seed, instrument=True)  # warm up caches and BLAS
         m = train_mlp(params, seed, instrument=True)
-        if handoff_s is None:
-            handoff_s = measure_handoff_cost()
+        if curve is None:
+            curve = measure_handoff_curve()
     s = {k[len("stats_"):]: v for k, v in m.items() if k.startswith("stats_")}
     steps = max(1, s["n_steps"])
-    calls = s["gemm_calls"] + s["ufunc_big_calls"]
+    calls = s["gemm_calls"] + s["ufunc_big_calls"]  # the GIL-releasing calls
+    all_calls = calls + s.get("ufunc_small_calls", 0)
     dispatch = measure_call_overhead()  # the GIL-held part of each releasing call
     timer = s.get("timer_overhead", 0.0)
-    # The instrumented totals include one timer pair per timed call: remove it.
-    step_total = max(1e-12, s["step_time"] - timer * calls)
+    wrapper = s.get("wrapper_overhead", 0.0)
+    # The instrumented step pays a Python wrapper per kernel call and a timer
+    # pair per timed call; an uninstrumented step pays neither: remove them.
+    step_total = max(1e-12, s["step_time"] - wrapper * all_calls - timer * calls)
     gemm_free = max(0.0, s["gemm_time"] - (timer + dispatch) * s["gemm_calls"])
     ufunc_free = max(0.0, s["ufunc_big_time"] - (timer + dispatch) * s["ufunc_big_calls"])
     numeric = min(step_total, gemm_free + ufunc_free)
     p = numeric / step_total
+    durations = s.get("release_durations_us_log2") or []
+    handoff_s = mean_handoff(durations, curve) if curve else 0.0
     cal = Calibration(
         p=p, p_gemm=min(1.0, gemm_free / step_total),
         step_time=step_total / steps, numeric_time=numeric / steps,
@@ -165,6 +274,7 @@ def calibrate(params, *, seed=0, epochs=None, handoff_s=None):
         releases_per_step=calls / steps,
         releases_per_s=calls / step_total,
         handoff_s=handoff_s, epochs=m["epochs"], fit_time=m["fit_time"],
+        release_durations_us_log2=list(durations),
     )
     cal["amdahl_2"] = amdahl(p, 2)
     cal["predicted_2"] = cal.prediction(2)

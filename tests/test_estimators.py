@@ -390,6 +390,8 @@ def test_fit_stats_are_consistent(digits_split, solver):
     assert s["n_steps"] == 3 * steps_per_epoch
     assert s["n_samples_seen"] == 3 * n == clf.t_
     assert s["n_epochs"] == 3 and s["batch_size"] == 100
+    hist = s.pop("release_durations_us_log2")  # calls by duration, for the GIL model
+    assert sum(hist) == s["gemm_calls"] + s["ufunc_big_calls"]
     assert all(isinstance(v, (int, float)) for v in s.values())  # ready for numeric summaries
     times = ["fit_time", "train_time", "step_time", "gemm_time", "ufunc_big_time", "other_time",
              "shuffle_time", "eval_time", "timer_overhead", "wrapper_overhead"]

@@ -5,8 +5,8 @@ import math
 import pytest
 
 from mlpar.gilmodel import (
-    amdahl, calibrate, measure_call_overhead, measure_handoff_cost, predict_threads,
-    py_spy_available, sample_gil,
+    amdahl, calibrate, handoff_at, mean_handoff, measure_blas_speedup, measure_call_overhead,
+    measure_handoff_cost, predict_threads, py_spy_available, sample_gil,
 )
 
 
@@ -27,8 +27,20 @@ def test_prediction_is_amdahl_without_handoffs_and_lower_with_them():
 def test_machine_constants_are_sane():
     c = measure_call_overhead(iters=2000)
     assert 1e-8 < c < 1e-3
-    h = measure_handoff_cost(iters=500, repeats=1)
-    assert 0.0 <= h < 1e-2
+    short = measure_handoff_cost(m=64, k=32, budget_s=0.02, repeats=1)
+    long = measure_handoff_cost(m=128, k=128, budget_s=0.02, repeats=1)
+    assert 0 < short[0] < long[0] < 1e-2  # bigger operands, longer kernels
+    assert 0.0 <= short[1] < 1e-3 and 0.0 <= long[1] < 1e-3
+
+
+def test_handoff_interpolation_and_histogram_average():
+    curve = ((1e-6, 1e-6), (1e-5, 3e-6))
+    assert handoff_at(1e-7, curve) == 1e-6  # clamped below
+    assert handoff_at(1e-3, curve) == 3e-6  # clamped above
+    assert handoff_at(10 ** -5.5, curve) == pytest.approx(2e-6)  # halfway in log scale
+    assert mean_handoff([0, 0, 0], curve) == 0.0
+    # bucket 0 (< 1 µs) costs the short end, bucket 6 (32-64 µs) the long end
+    assert mean_handoff([1, 0, 0, 0, 0, 0, 1], curve) == pytest.approx(2e-6)
 
 
 def _engine(hidden, batch):
@@ -37,8 +49,8 @@ def _engine(hidden, batch):
 
 
 def test_calibration_splits_a_step_and_orders_workloads():
-    narrow = calibrate(_engine([8], 16), handoff_s=0.0)
-    wide = calibrate(_engine([512, 512], 256), handoff_s=0.0)
+    narrow = calibrate(_engine([8], 16), curve=())
+    wide = calibrate(_engine([512, 512], 256), curve=())
     for cal in (narrow, wide):
         assert 0.0 <= cal["p_gemm"] <= cal["p"] <= 1.0
         assert cal["step_time"] == pytest.approx(cal["python_time"] + cal["numeric_time"])
@@ -47,13 +59,30 @@ def test_calibration_splits_a_step_and_orders_workloads():
     # A narrow model is Python-bound, a wide one BLAS-bound.
     assert narrow["p"] < 0.5 < wide["p"]
     assert wide["predicted_2"] > narrow["predicted_2"]
+    # Release durations are recorded: wide GEMMs last longer than narrow ones.
+    def mean_bucket(c):
+        h = c["release_durations_us_log2"]
+        return sum(b * n for b, n in enumerate(h)) / sum(h)
+    assert mean_bucket(wide) > mean_bucket(narrow)
+
+
+def test_hand_offs_lower_the_prediction_below_amdahl():
+    curve = ((1e-6, 2e-6), (1e-4, 4e-6))
+    cal = calibrate(_engine([16], 16), curve=curve)
+    assert cal["handoff_s"] > 0
+    assert cal.prediction(2) < cal["amdahl_2"]
+
+
+def test_blas_speedup_is_measured():
+    s = measure_blas_speedup(_engine([64], 64), threads=2, epochs=1, repeats=1)
+    assert 0.1 < s < 4.0
 
 
 PRE = "import numpy as np\nfrom threadpoolctl import threadpool_limits\n"
 PURE_PYTHON = PRE + (
     "def work():\n"
     "    s = 0\n"
-    "    for i in range(6_000_000):\n"
+    "    for i in range(12_000_000):\n"
     "        s += i * i\n"
     "work()\n")
 BIG_GEMM = PRE + (
@@ -67,7 +96,7 @@ BIG_GEMM = PRE + (
 
 
 @pytest.mark.skipif(not py_spy_available(), reason="py-spy (mlpar[profile]) not installed")
-@pytest.mark.parametrize("code, low, high", [(PURE_PYTHON, 0.0, 0.15), (BIG_GEMM, 0.85, 1.0)])
+@pytest.mark.parametrize("code, low, high", [(PURE_PYTHON, 0.0, 0.25), (BIG_GEMM, 0.8, 1.0)])
 def test_sampling_cross_check_on_known_workloads(code, low, high):
     r = sample_gil(code, marker="work")
     assert r["samples"] > 20

@@ -61,6 +61,12 @@ PLAIN_KERNELS = SimpleNamespace(**_FUNCTIONS)
 # Slots of KernelTimer.acc: a flat list is the cheapest mutable accumulator to
 # update from the wrappers (one index store, no attribute lookups).
 _GEMM_T, _GEMM_N, _BIG_T, _BIG_N, _SMALL_N, _STEP_T, _STEP_N = range(7)
+# Durations of GIL-releasing calls, in power-of-two microsecond buckets:
+# bucket b counts calls of [2**(b-1), 2**b) µs (bucket 0: under 1 µs). What a
+# GIL hand-off costs depends on how long the releasing call lasts (the other
+# thread only gets to run, and must later be woken, if it is long enough), so
+# the GIL model needs the distribution, not just the total.
+N_DURATION_BUCKETS = 16
 
 
 class KernelTimer:
@@ -73,9 +79,11 @@ class KernelTimer:
 
     def __init__(self):
         self.acc = [0.0, 0, 0.0, 0, 0, 0.0, 0]
+        self.durations = [0] * N_DURATION_BUCKETS
         self.kernels = SimpleNamespace(
             **{
-                name: (_timed_blas if name == "dot" else _timed_ufunc)(f, self.acc)
+                name: (_timed_blas if name == "dot" else _timed_ufunc)(f, self.acc,
+                                                                     self.durations)
                 for name, f in _FUNCTIONS.items()
             }
         )
@@ -108,25 +116,30 @@ class KernelTimer:
             # By construction >= 0: the timed calls are disjoint intervals
             # inside the step's interval.
             "other_time": max(0.0, a[_STEP_T] - a[_GEMM_T] - a[_BIG_T]),
+            "release_durations_us_log2": list(self.durations),
         }
 
 
-def _timed_blas(f, acc):
+def _timed_blas(f, acc, durations):
     clock = time.perf_counter
+    last = N_DURATION_BUCKETS - 1
 
     def timed(a, b, out=None):
         t0 = clock()
         result = f(a, b, out=out)
-        acc[_GEMM_T] += clock() - t0
+        dt = clock() - t0
+        acc[_GEMM_T] += dt
         acc[_GEMM_N] += 1
+        durations[min(int(dt * 1e6).bit_length(), last)] += 1
         return result
 
     return timed
 
 
-def _timed_ufunc(f, acc):
+def _timed_ufunc(f, acc, durations):
     clock = time.perf_counter
     ndarray = np.ndarray
+    last = N_DURATION_BUCKETS - 1
 
     def timed(*args, out=None, **kwargs):
         # The loop length is the first operand's size (the input of a
@@ -139,8 +152,10 @@ def _timed_ufunc(f, acc):
             return f(*args, out=out, **kwargs)
         t0 = clock()
         result = f(*args, out=out, **kwargs)
-        acc[_BIG_T] += clock() - t0
+        dt = clock() - t0
+        acc[_BIG_T] += dt
         acc[_BIG_N] += 1
+        durations[min(int(dt * 1e6).bit_length(), last)] += 1
         return result
 
     return timed
