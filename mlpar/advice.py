@@ -11,7 +11,10 @@ from __future__ import annotations
 import dataclasses
 import time
 
-__all__ = ["advise", "Advice", "predict_options", "option_setting", "measure_process_startup"]
+__all__ = [
+    "advise", "Advice", "predict_options", "option_setting", "measure_process_startup",
+    "trial_time_estimates",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,28 +74,52 @@ def option_setting(label, cores):
     return backend, n_jobs, 1
 
 
-def predict_options(cal, *, cores, n_trials, trial_time, startup_s):
+def predict_options(cal, *, cores, n_trials=None, trial_time=None, startup_s,
+                    trial_times=None):
     """Predicted speedup over serial (1 BLAS thread) of each option for a sweep.
 
-    ``cal`` is a :class:`mlpar.gilmodel.Calibration`. Trials are assumed alike;
-    a sweep of fewer trials than workers leaves workers idle.
+    ``cal`` is a :class:`mlpar.gilmodel.Calibration`. Give the estimated time
+    of every trial (``trial_times``), or ``n_trials`` alike trials of
+    ``trial_time`` seconds. Processes are bounded by the longest trial and pay
+    ``startup_s``; threads follow the GIL model, and idle when there are fewer
+    trials than workers.
     """
     from .gilmodel import amdahl
 
+    if trial_times is None:
+        trial_times = [trial_time] * n_trials
+    n_trials = len(trial_times)
+    serial_total = sum(trial_times)
+    longest = max(trial_times)
     opts = {}
-    serial_total = n_trials * trial_time
     if cores > 1:
         # Measured when the calibration has it (see gilmodel.measure_blas_speedup):
         # small GEMMs do not gain from BLAS threads. Else Amdahl on the GEMMs.
         opts[f"serial, blas_threads={cores}"] = cal.get("blas_speedup") or amdahl(
             cal["p_gemm"], cores)
     for n in sorted({k for k in (2, cores) if 1 < k <= cores}):
-        rounds = -(-n_trials // n)  # ceil: trials per worker on the critical path
-        fill = n_trials / (rounds * n)  # fraction of worker slots that hold a trial
-        opts[f"threads, n_jobs={n}"] = 1.0 + (cal.prediction(n) - 1.0) * fill
-        opts[f"processes, n_jobs={n}"] = serial_total / (rounds * trial_time + startup_s)
+        busy = min(n, n_trials)
+        # Fewer trials than workers: only `busy` threads contend, the rest idle.
+        opts[f"threads, n_jobs={n}"] = min(cal.prediction(busy), busy) if busy > 1 else 1.0
+        wall = max(serial_total / n, longest) + startup_s
+        opts[f"processes, n_jobs={n}"] = serial_total / wall
     opts["serial"] = 1.0
     return opts
+
+
+def trial_time_estimates(cal, params_list, probe_params):
+    """Seconds each trial should take serially, scaled from the calibrated one.
+
+    A trial's training time is taken proportional to its weights x samples
+    seen (epochs over the same data); data loading and scoring are added as
+    measured. Rough, but it ranks a sweep of mixed sizes correctly.
+    """
+    ref = _weight(probe_params)
+    ref_epochs = probe_params.get("epochs", 1)
+    epoch = cal["epoch_time"]
+    return [cal["overhead_time"] + epoch * p.get("epochs", ref_epochs)
+            * (_weight(p) / max(1, p.get("epochs", 1))) / (ref / max(1, ref_epochs))
+            for p in params_list]
 
 
 def advise(config, *, n_cores=None, seed=0):
@@ -131,11 +158,10 @@ def advise(config, *, n_cores=None, seed=0):
     if cores > 1:
         cal["blas_speedup"] = measure_blas_speedup(params, seed=seed, threads=cores,
                                                    epochs=min(2, epochs))
-    # A trial's time scales with its epochs; calibration ran only a few.
-    trial_time = cal["fit_time"] / max(1, cal["epochs"]) * epochs
+    times = trial_time_estimates(cal, [{**config.trial_base(), **t.params} for t in trials],
+                                 params)
     startup = measure_process_startup(min(cores, 2)) if cores > 1 else 0.0
-    opts = predict_options(cal, cores=cores, n_trials=len(trials), trial_time=trial_time,
-                           startup_s=startup)
+    opts = predict_options(cal, cores=cores, trial_times=times, startup_s=startup)
     best = max(opts, key=opts.get)
     backend, n_jobs, blas = option_setting(best, cores)
     if backend != "serial":
@@ -147,8 +173,9 @@ def advise(config, *, n_cores=None, seed=0):
         f"numeric per step), so {cores} threads can reach at most "
         f"{cal.prediction(cores, handoff_s=0.0):.2f}x by Amdahl's law and "
         f"{cal.prediction(cores):.2f}x once GIL hand-offs are counted; processes avoid the "
-        f"GIL but pay {startup:.2f} s to start, against {len(trials)} trials of about "
-        f"{trial_time:.2f} s each. Best predicted: {best} at {opts[best]:.2f}x."
+        f"GIL but pay {startup:.2f} s to start, against {len(trials)} trials estimated at "
+        f"{sum(times):.1f} s of serial work (the longest {max(times):.2f} s). "
+        f"Best predicted: {best} at {opts[best]:.2f}x."
     )
     return Advice(backend=backend, n_jobs=n_jobs, blas_threads=blas,
                   predicted_speedup=opts[best], options=opts, calibration=dict(cal),

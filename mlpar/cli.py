@@ -140,6 +140,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         # _commands prints the resume hint where a run was interrupted.
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`mlpar info | head`): not an error of ours.
+        # Point stdout at /dev/null so the interpreter's final flush is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except _UsageError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE

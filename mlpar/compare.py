@@ -189,7 +189,10 @@ def _group_label(label):
 
 def run_comparison(config, args, argv):
     """The ``mlpar compare`` command."""
-    from .advice import measure_process_startup, option_setting, predict_options
+    from .advice import (
+        _weight, measure_process_startup, option_setting, predict_options,
+        trial_time_estimates,
+    )
     from .gilmodel import (
         calibrate, measure_blas_speedup, measure_handoff_curve, py_spy_available,
         sample_trial_gil,
@@ -219,15 +222,18 @@ def run_comparison(config, args, argv):
         trials = expand_space(sub, n_iter=config.sweep.n_iter, seeds=config.sweep.seeds,
                               random_state=config.sweep.random_state)
         print(f"\n[{_group_label(label)}] {len(trials)} trials per run", flush=True)
-        params = {**config.trial_base(), **trials[0].params}
-        cal = calibrate(params, seed=trials[0].seed, curve=curve)
+        # Calibrate on the heaviest configuration, as `mlpar advise` does: it
+        # dominates the group's time.
+        probe = max(trials, key=lambda t: _weight({**config.trial_base(), **t.params}))
+        params = {**config.trial_base(), **probe.params}
+        cal = calibrate(params, seed=probe.seed, curve=curve)
         if cores > 1:
             cal["blas_speedup"] = measure_blas_speedup(
-                params, seed=trials[0].seed, threads=cores,
+                params, seed=probe.seed, threads=cores,
                 epochs=max(1, cal["epochs"] // 4))
         if model_ok and py_spy_available():
             # Independent of the engine's instrumentation: a sampling profiler.
-            check = sample_trial_gil(params, seed=trials[0].seed)
+            check = sample_trial_gil(params, seed=probe.seed)
             cal["p_check"], cal["p_check_method"] = check["p"], check["method"]
         records = compare_backends(
             config, settings, repeats=repeats, run_dir=run_dir, progress=progress,
@@ -239,8 +245,9 @@ def run_comparison(config, args, argv):
                 row["predicted"] = cal.prediction(row["n_jobs"])
         # What `mlpar advise` would recommend for this workload, from the
         # serial calibration alone, to set beside what was measured.
-        opts = predict_options(cal, cores=cores, n_trials=len(trials),
-                               trial_time=cal["fit_time"], startup_s=startup)
+        times = trial_time_estimates(
+            cal, [{**config.trial_base(), **t.params} for t in trials], params)
+        opts = predict_options(cal, cores=cores, trial_times=times, startup_s=startup)
         advised = option_setting(max(opts, key=opts.get), cores)
         results.append({"group": label, "calibration": dict(cal), "summary": rows,
                         "runs": records, "advice": {"options": opts, "setting": advised}})
