@@ -82,6 +82,10 @@ def _build_parser():
     p.add_argument("--repeats", type=int, help="interleaved repeats (default: the config's)")
     p.add_argument("--no-blas-axis", action="store_true",
                    help="skip the serial run with BLAS threads = cores")
+    p.add_argument("--gil", choices=["on", "off", "both"], default=None,
+                   help="free-threaded CPython only: also run the threads backend in child "
+                        "interpreters with the GIL on (PYTHON_GIL=1), off (PYTHON_GIL=0), "
+                        "or both")
     p.add_argument("--run-dir", help="write the comparison here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -35,39 +35,54 @@ class CompareSetting:
     backend: str
     n_jobs: int
     blas_threads: int
+    # None: run in this interpreter. 0 or 1: run in a child interpreter with
+    # PYTHON_GIL=0/1 (free-threaded CPython only; see `mlpar compare --gil`).
+    gil: int = None
+
+    @property
+    def key(self):
+        return (self.backend, self.n_jobs, self.blas_threads, self.gil)
 
     @property
     def label(self):
-        return f"{self.backend} x{self.n_jobs} blas{self.blas_threads}"
+        tail = "" if self.gil is None else f" GIL={self.gil}"
+        return f"{self.backend} x{self.n_jobs} blas{self.blas_threads}{tail}"
 
     @property
     def slug(self):
-        return f"{self.backend}-j{self.n_jobs}-b{self.blas_threads}"
+        tail = "" if self.gil is None else f"-gil{self.gil}"
+        return f"{self.backend}-j{self.n_jobs}-b{self.blas_threads}{tail}"
 
 
-def compare_settings(backends, n_jobs_list, *, cores, blas_axis=True):
+def compare_settings(backends, n_jobs_list, *, cores, blas_axis=True, gil_modes=()):
     """The settings a comparison runs, under one thread budget.
 
     The baseline is ``serial`` with 1 BLAS thread. Parallel backends run each
     ``n_jobs`` with 1 BLAS thread per worker, so the only difference between
     them is how trials are spread, not how many cores each GEMM uses. With
     ``blas_axis``, ``serial`` also runs with BLAS threads = cores: C-level
-    parallelism inside each GEMM instead of trial-level parallelism.
+    parallelism inside each GEMM instead of trial-level parallelism. Each of
+    ``gil_modes`` (0, 1) adds the threads settings run with ``PYTHON_GIL`` set
+    to it, in child interpreters: one binary, the GIL switched off and on.
     """
     settings = [CompareSetting("serial", 1, 1)]
     if blas_axis and cores > 1:
         settings.append(CompareSetting("serial", 1, cores))
     for backend in backends:
-        if backend == "serial":
+        # With a GIL axis the threads settings run in child interpreters below.
+        if backend == "serial" or (backend == "threads" and gil_modes):
             continue
         for n in n_jobs_list:
             settings.append(CompareSetting(backend, cores if n == -1 else n, 1))
+    for gil in gil_modes:
+        for n in n_jobs_list:
+            settings.append(CompareSetting("threads", cores if n == -1 else n, 1, gil=gil))
     # dict.fromkeys keeps order and drops duplicates.
     return list(dict.fromkeys(settings))
 
 
 def compare_backends(config, settings, *, repeats, run_dir, space=None, prefix="",
-                     progress=False):
+                     progress=False, group_index=0):
     """Run the config's sweep (or ``space``) under every setting, interleaved.
 
     Repeat ``r`` runs the settings in an order rotated by ``r``, so slow drift
@@ -89,6 +104,10 @@ def compare_backends(config, settings, *, repeats, run_dir, space=None, prefix="
         for s in settings[k:] + settings[:k]:
             journal = out / f"{prefix}{s.slug}-r{r}.jsonl"
             journal.unlink(missing_ok=True)
+            if s.gil is not None:
+                wall, rows = _run_in_child(run_dir, group_index, s, journal)
+                records.append(_record(s, r, wall, rows, journal, run_dir))
+                continue
             t0 = time.perf_counter()
             result = sweep(
                 MLPTrial(config.trial_base()), space, n_iter=config.sweep.n_iter,
@@ -99,17 +118,45 @@ def compare_backends(config, settings, *, repeats, run_dir, space=None, prefix="
                 **({"address": config.execution.address} if s.backend == "dask" else {}),
             )
             wall = time.perf_counter() - t0
-            rows = [_as_dict(row) for row in result]
-            records.append({
-                "backend": s.backend, "n_jobs": s.n_jobs, "blas_threads": s.blas_threads,
-                "label": s.label, "repeat": r, "wall_time": wall, "n_trials": len(rows),
-                "n_ok": sum(1 for row in rows if row["status"] == "ok"),
-                "trial_wall": [row.get("wall_time") for row in rows],
-                "trial_cpu": [row.get("cpu_time") for row in rows],
-                "workers": [f"{row.get('pid')}:{row.get('thread_id')}" for row in rows],
-                "journal": str(journal.relative_to(run_dir)),
-            })
+            records.append(_record(s, r, wall, [_as_dict(row) for row in result], journal,
+                                   run_dir))
     return records
+
+
+def _record(s, repeat, wall, rows, journal, run_dir):
+    return {
+        "backend": s.backend, "n_jobs": s.n_jobs, "blas_threads": s.blas_threads,
+        "gil": s.gil, "label": s.label, "repeat": repeat, "wall_time": wall,
+        "n_trials": len(rows), "n_ok": sum(1 for row in rows if row["status"] == "ok"),
+        "trial_wall": [row.get("wall_time") for row in rows],
+        "trial_cpu": [row.get("cpu_time") for row in rows],
+        "workers": [f"{row.get('pid')}:{row.get('thread_id')}" for row in rows],
+        "journal": str(Path(journal).relative_to(run_dir)),
+    }
+
+
+def _run_in_child(run_dir, group_index, setting, journal):
+    """One threads sweep in a child interpreter with PYTHON_GIL set; (wall, rows)."""
+    import os
+    import subprocess
+    import sys
+
+    from .report import load_rows
+
+    env = {**os.environ, "PYTHON_GIL": str(setting.gil)}
+    cmd = [sys.executable, "-m", "mlpar._gilchild", str(run_dir), str(group_index),
+           str(setting.n_jobs), str(journal)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()
+        raise RuntimeError(f"the PYTHON_GIL={setting.gil} child failed: "
+                           f"{tail[-1] if tail else proc.returncode}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    if out["gil_enabled"] != bool(setting.gil):
+        raise RuntimeError(f"PYTHON_GIL={setting.gil} did not take effect in the child "
+                           f"(GIL enabled: {out['gil_enabled']})")
+    return out["wall_time"], load_rows(journal)
 
 
 def _as_dict(row):
@@ -147,13 +194,14 @@ def summarize(records, settings):
     """Per setting: medians over repeats, speedup, efficiency, utilization, overheads."""
     by = {}
     for r in records:
-        by.setdefault((r["backend"], r["n_jobs"], r["blas_threads"]), []).append(r)
-    base = by.get(("serial", 1, 1), [])
+        by.setdefault((r["backend"], r["n_jobs"], r["blas_threads"], r.get("gil")),
+                      []).append(r)
+    base = by.get(("serial", 1, 1, None), [])
     base_wall = {r["repeat"]: r["wall_time"] for r in base}
     base_trial = _median([t for r in base for t in r["trial_wall"]])
     out = []
     for s in settings:
-        runs = by.get((s.backend, s.n_jobs, s.blas_threads), [])
+        runs = by.get(s.key, [])
         if not runs:
             continue
         walls = [r["wall_time"] for r in runs]
@@ -170,7 +218,7 @@ def summarize(records, settings):
         speedup = _median(ratios)
         out.append({
             "backend": s.backend, "n_jobs": s.n_jobs, "blas_threads": s.blas_threads,
-            "label": s.label, "repeats": len(runs),
+            "gil": s.gil, "label": s.label, "repeats": len(runs),
             "wall": _median(walls), "wall_min": min(walls), "wall_max": max(walls),
             "speedup": speedup, "efficiency": speedup / cores,
             "utilization": _median([c / (w * cores) for c, w in zip(cpu, walls)]),
@@ -181,6 +229,24 @@ def summarize(records, settings):
             "ok": min(r["n_ok"] for r in runs), "trials": runs[0]["n_trials"],
         })
     return out
+
+
+def _gil_modes(option):
+    """PYTHON_GIL values for ``--gil``; a clear error where the build can't do it."""
+    if option is None:
+        return ()
+    from .environment import free_threaded_build
+
+    if not free_threaded_build():
+        import platform
+
+        raise ValueError(
+            f"--gil {option} needs a free-threaded CPython (3.13t or later), where "
+            f"PYTHON_GIL=0/1 switches the GIL off and on in one binary; this is CPython "
+            f"{platform.python_version()} with the GIL. Build one with "
+            f"`bash experiments/freethreaded/build.sh && bash experiments/freethreaded/env.sh` "
+            f"and run ~/.cache/mlpar/cpython-3.13t/venv/bin/mlpar compare ... --gil {option}")
+    return {"on": (1,), "off": (0,), "both": (0, 1)}[option]
 
 
 def _group_label(label):
@@ -206,7 +272,9 @@ def run_comparison(config, args, argv):
     if repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {repeats}")
     cores = environment_info()["joblib_cpu_count"]
-    settings = compare_settings(backends, n_jobs, cores=cores, blas_axis=not args.no_blas_axis)
+    gil_modes = _gil_modes(getattr(args, "gil", None))
+    settings = compare_settings(backends, n_jobs, cores=cores, blas_axis=not args.no_blas_axis,
+                                gil_modes=gil_modes)
     space = config.search_space()
     groups = split_groups(space, list(getattr(cmp, "group_by", ()) or ()))
     run_dir = prepare_run(config, args.run_dir or new_run_dir(config, kind="compare"),
@@ -237,12 +305,16 @@ def run_comparison(config, args, argv):
             cal["p_check"], cal["p_check_method"] = check["p"], check["method"]
         records = compare_backends(
             config, settings, repeats=repeats, run_dir=run_dir, progress=progress,
-            space=sub, prefix=f"g{gi}-")
+            space=sub, prefix=f"g{gi}-", group_index=gi)
         rows = summarize(records, settings)
         for row in rows:
-            if row["backend"] == "threads" and model_ok:
+            if row["backend"] == "threads" and model_ok and row.get("gil") is None:
                 row["amdahl"] = cal.prediction(row["n_jobs"], handoff_s=0.0)
                 row["predicted"] = cal.prediction(row["n_jobs"])
+            elif row["backend"] == "threads" and row.get("gil") == 1:
+                # The GIL is on in that child: Amdahl's ceiling applies. The
+                # hand-off costs were not measurable here (no GIL in this process).
+                row["amdahl"] = cal.prediction(row["n_jobs"], handoff_s=0.0)
         # What `mlpar advise` would recommend for this workload, from the
         # serial calibration alone, to set beside what was measured.
         times = trial_time_estimates(
@@ -255,11 +327,11 @@ def run_comparison(config, args, argv):
         print(_explain(cal, rows, model_ok), flush=True)
     doc = {"settings": [s.__dict__ for s in settings], "repeats": repeats, "cores": cores,
            "gil_enabled": model_ok, "handoff_curve": [list(c) for c in curve],
-           "process_startup_s": startup,
+           "process_startup_s": startup, "gil_modes": list(gil_modes),
            "groups": results}
     atomic_write(Path(run_dir) / COMPARE_FILE, json.dumps(doc, indent=2, default=str) + "\n")
-    if len(groups) > 1:
-        print("\n" + format_table(group_table(doc), _GROUP_COLUMNS), flush=True)
+    if len(groups) > 1 or gil_modes:
+        print("\n" + format_table(group_table(doc), group_columns(doc)), flush=True)
     from .report import write_report
 
     report = write_report(run_dir)
@@ -279,6 +351,16 @@ _GROUP_COLUMNS = [("group", "workload"), ("p", "p"), ("p_check", "p (py-spy)"), 
                   ("advised_vs_best", "advised / fastest")]
 
 
+def group_columns(doc):
+    """The per-workload table's columns: the GIL axis only when it was run."""
+    cols = list(_GROUP_COLUMNS)
+    if doc.get("gil_modes"):
+        at = cols.index(("processes", "processes"))
+        cols[at:at] = [("threads_gil0", "threads PYTHON_GIL=0"),
+                       ("threads_gil1", "threads PYTHON_GIL=1")]
+    return cols
+
+
 def group_table(doc):
     """One row per workload group: p, predicted and measured speedups, best backend."""
     cores = doc["cores"]
@@ -288,9 +370,11 @@ def group_table(doc):
         pick = {}
         for r in rows:
             if r["n_jobs"] == cores and r["blas_threads"] == 1:
-                pick[r["backend"]] = r
+                gil = r.get("gil")
+                pick[r["backend"] if gil is None else f"threads GIL={gil}"] = r
         cal = g["calibration"]
-        th = pick.get("threads", {})
+        # On a free-threaded build with --gil, the GIL-on child is the GIL model's case.
+        th = pick.get("threads") or pick.get("threads GIL=1", {})
         best = max(rows, key=lambda r: r["speedup"]) if rows else {}
         pred = th.get("predicted")
         meas = th.get("speedup")
@@ -303,6 +387,8 @@ def group_table(doc):
             "error": (pred - meas) / meas if pred and meas else None,
             "processes": pick.get("processes", {}).get("speedup"),
             "best": best.get("label"),
+            "threads_gil0": pick.get("threads GIL=0", {}).get("speedup"),
+            "threads_gil1": pick.get("threads GIL=1", {}).get("speedup"),
             "advised": adv_row["label"] if adv_row else None,
             "advised_vs_best": adv_row["speedup"] / best["speedup"] if adv_row and best else None,
         })
@@ -335,8 +421,8 @@ def comparison_report(run_dir, plt):
         md += [f"### {_group_label(g['group'])}", "",
                format_table(g["summary"], _COLUMNS, markdown=True), "",
                _explain(g["calibration"], g["summary"], doc["gil_enabled"]), ""]
-    if len(doc["groups"]) > 1:
-        md += ["### Per workload", "", format_table(group_table(doc), _GROUP_COLUMNS,
+    if len(doc["groups"]) > 1 or doc.get("gil_modes"):
+        md += ["### Per workload", "", format_table(group_table(doc), group_columns(doc),
                                                     markdown=True), ""]
     if plt is not None:
         from .compare_plots import plot_comparison
