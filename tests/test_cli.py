@@ -178,3 +178,14 @@ def test_installed_console_script_runs(tiny):
     proc = subprocess.run([sys.executable, "-m", "mlpar", "validate", "/nonexistent.yaml"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_gil_axis_explains_what_it_needs(tiny, capsys):
+    from mlpar.environment import free_threaded_build
+
+    if free_threaded_build():
+        pytest.skip("a free-threaded build can run the GIL axis (tested in the freethreaded CI)")
+    assert main(["compare", str(tiny), "--gil", "both"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "free-threaded CPython" in err
+    assert "experiments/freethreaded/build.sh" in err
