@@ -330,8 +330,14 @@ def run_comparison(config, args, argv):
            "process_startup_s": startup, "gil_modes": list(gil_modes),
            "groups": results}
     atomic_write(Path(run_dir) / COMPARE_FILE, json.dumps(doc, indent=2, default=str) + "\n")
+    table = group_table(doc)
     if len(groups) > 1 or gil_modes:
-        print("\n" + format_table(group_table(doc), group_columns(doc)), flush=True)
+        print("\n" + format_table(table, group_columns(doc)), flush=True)
+    else:
+        row = table[0]
+        best = next(r for r in results[0]["summary"] if r["label"] == row["best"])
+        print(f"\nfastest measured: {row['best']} ({best['speedup']:.2f}x over serial); "
+              f"advised from the serial calibration: {row['advised']}", flush=True)
     from .report import write_report
 
     report = write_report(run_dir)
