@@ -66,6 +66,8 @@ def _worker_main(conn, payload, parent_pid):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     try:
+        # Bytes the parent sweep pickled for this worker and passed at start-up
+        # (in memory, through the process launcher): never read from a file.
         runner = pickle.loads(payload)
     except BaseException:
         import traceback
