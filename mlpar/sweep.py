@@ -130,8 +130,10 @@ def sweep(
         ``scipy.stats`` distributions (random search, needs ``n_iter``); see
         :func:`mlpar.space.expand_space`.
     backend : str, default='serial'
-        ``'serial'``, ``'threads'``, ``'processes'``, ``'dask'`` or a name
-        registered with :func:`mlpar.backends.register_backend`.
+        ``'serial'``, ``'threads'``, ``'processes'``, ``'forked'`` (processes
+        started by ``fork()``: no interpreter start-up; POSIX, NumPy-style
+        trials), ``'dask'`` or a name registered with
+        :func:`mlpar.backends.register_backend`.
     n_jobs : int, default=None
         Trials run at once. None means 1 for ``serial`` and all cores
         otherwise (for Dask on an existing cluster: all its threads); -1 means

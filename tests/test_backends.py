@@ -18,7 +18,8 @@ from mlpar.backends._local import ThreadBackend
 from mlpar.space import trial_seed
 from mlpar.sweep import sweep
 
-PARALLEL = ["threads", "processes", "dask"]
+# "forked" (the processes backend started by fork) exists where os.fork does.
+PARALLEL = ["threads", "processes", "dask", *(["forked"] if hasattr(os, "fork") else [])]
 SPACE = {"n": [8, 32, 64], "lr": [0.01, 0.05]}
 
 

@@ -6,6 +6,7 @@ registered under a name with :func:`register_backend`. The Dask backend is
 imported only when asked for, so Dask stays an optional extra.
 """
 
+import os
 import threading
 
 from ._base import Backend, check_picklable, effective_n_jobs
@@ -38,6 +39,12 @@ def _processes(**kwargs):
     return ProcessBackend(**kwargs)
 
 
+def _forked(**kwargs):
+    from ._process import ForkProcessBackend
+
+    return ForkProcessBackend(**kwargs)
+
+
 def _dask(**kwargs):
     # Imported on demand: raises ImportError with the install hint when
     # dask.distributed is missing, and costs nothing otherwise.
@@ -55,6 +62,10 @@ _REGISTRY = {
     "processes": _processes,
     "dask": _dask,
 }
+if hasattr(os, "fork"):
+    # Worker processes started by fork(): no interpreter start-up (see
+    # ForkProcessBackend for when that is safe). Not on Windows.
+    _REGISTRY["forked"] = _forked
 
 
 def register_backend(name, factory):

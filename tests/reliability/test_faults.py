@@ -16,6 +16,8 @@ import time
 
 import pytest
 
+from mlpar.backends import available_backends
+
 from mlpar.sweep import sweep
 
 try:
@@ -24,6 +26,8 @@ except ImportError:  # Windows: the crash tests are skipped there anyway
     resource = None
 
 ALL = ["serial", "threads", "processes", "dask"]
+# The fork-started processes backend shares the processes backend's isolation.
+PROCESSES = ["processes", "forked"] if "forked" in available_backends() else ["processes"]
 POSIX = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and exit codes")
 
 
@@ -122,8 +126,9 @@ def test_in_process_timeouts_are_cooperative(request, backend):
 
 
 @POSIX
-def test_processes_kill_a_trial_that_ignores_its_timeout(request):
-    result = run(request, "processes", ["ok", "hang", "sleep", "ok"], timeout=0.5)
+@pytest.mark.parametrize("backend", PROCESSES)
+def test_processes_kill_a_trial_that_ignores_its_timeout(request, backend):
+    result = run(request, backend, ["ok", "hang", "sleep", "ok"], timeout=0.5)
     assert statuses(result) == ["ok", "timeout", "ok", "ok"]
     row = result[1]
     assert row.error_type == "TimeoutError"
@@ -133,7 +138,7 @@ def test_processes_kill_a_trial_that_ignores_its_timeout(request):
 
 
 @POSIX
-@pytest.mark.parametrize("backend", ["processes", "dask"])
+@pytest.mark.parametrize("backend", [*PROCESSES, "dask"])
 @pytest.mark.parametrize(
     "kind, processes_says",
     [("exit", "exit code 1"), ("sigkill", "killed by SIGKILL"), ("segfault", "killed by SIGSEGV")],
@@ -143,7 +148,7 @@ def test_a_dying_worker_costs_only_its_trial(request, backend, kind, processes_s
     assert statuses(result) == ["ok", "crashed", "ok", "ok"]
     row = result[1]
     assert row.error_type == "WorkerCrashed"
-    if backend == "processes":
+    if backend in PROCESSES:
         assert processes_says in row.error_message
         assert not _alive(row.pid)
     else:
