@@ -42,19 +42,26 @@ class Advice:
         return dataclasses.asdict(self)
 
 
-def measure_process_startup(n_jobs):
+def measure_process_startup(n_jobs, *, backend="processes"):
     """Seconds a processes sweep spends before its workers can train.
 
-    Starts ``n_jobs`` fresh workers, each importing what an MLP trial needs
+    Starts ``n_jobs`` workers of ``backend`` ("processes": fresh interpreters;
+    "forked": copies of this process), each importing what an MLP trial needs
     (NumPy, scikit-learn, mlpar's engine and data), exactly as a real sweep's
     workers do, and times the whole sweep of those no-op trials.
     """
     from .sweep import sweep
 
     t0 = time.perf_counter()
-    sweep(_import_trial, {"i": list(range(n_jobs))}, backend="processes", n_jobs=n_jobs,
+    sweep(_import_trial, {"i": list(range(n_jobs))}, backend=backend, n_jobs=n_jobs,
           blas_threads=1, progress=False)
     return time.perf_counter() - t0
+
+
+def measure_startups(n_jobs, backends):
+    """Start-up seconds of each process-based backend among ``backends``."""
+    return {b: measure_process_startup(n_jobs, backend=b)
+            for b in ("processes", "forked") if b in backends}
 
 
 def _import_trial(params, seed):
@@ -75,14 +82,16 @@ def option_setting(label, cores):
 
 
 def predict_options(cal, *, cores, n_trials=None, trial_time=None, startup_s,
-                    trial_times=None):
+                    trial_times=None, backends=("serial", "threads", "processes")):
     """Predicted speedup over serial (1 BLAS thread) of each option for a sweep.
 
     ``cal`` is a :class:`mlpar.gilmodel.Calibration`. Give the estimated time
     of every trial (``trial_times``), or ``n_trials`` alike trials of
     ``trial_time`` seconds. Processes are bounded by the longest trial and pay
-    ``startup_s``; threads follow the GIL model, and idle when there are fewer
-    trials than workers.
+    their start-up: ``startup_s`` is a number (processes) or a dict per
+    process backend ("processes", "forked"). Threads follow the GIL model,
+    and idle when there are fewer trials than workers. Only ``backends`` are
+    considered.
     """
     from .gilmodel import amdahl
 
@@ -97,12 +106,16 @@ def predict_options(cal, *, cores, n_trials=None, trial_time=None, startup_s,
         # small GEMMs do not gain from BLAS threads. Else Amdahl on the GEMMs.
         opts[f"serial, blas_threads={cores}"] = cal.get("blas_speedup") or amdahl(
             cal["p_gemm"], cores)
+    startups = startup_s if isinstance(startup_s, dict) else {"processes": startup_s}
     for n in sorted({k for k in (2, cores) if 1 < k <= cores}):
         busy = min(n, n_trials)
-        # Fewer trials than workers: only `busy` threads contend, the rest idle.
-        opts[f"threads, n_jobs={n}"] = min(cal.prediction(busy), busy) if busy > 1 else 1.0
-        wall = max(serial_total / n, longest) + startup_s
-        opts[f"processes, n_jobs={n}"] = serial_total / wall
+        if "threads" in backends:
+            # Fewer trials than workers: only `busy` threads contend, the rest idle.
+            opts[f"threads, n_jobs={n}"] = min(cal.prediction(busy), busy) if busy > 1 else 1.0
+        for backend, startup in startups.items():
+            if backend in backends:
+                wall = max(serial_total / n, longest) + startup
+                opts[f"{backend}, n_jobs={n}"] = serial_total / wall
     opts["serial"] = 1.0
     return opts
 
@@ -160,8 +173,13 @@ def advise(config, *, n_cores=None, seed=0):
                                                    epochs=min(2, epochs))
     times = trial_time_estimates(cal, [{**config.trial_base(), **t.params} for t in trials],
                                  params)
-    startup = measure_process_startup(min(cores, 2)) if cores > 1 else 0.0
-    opts = predict_options(cal, cores=cores, trial_times=times, startup_s=startup)
+    from .backends import available_backends
+
+    backends = [b for b in ("serial", "threads", "processes", "forked")
+                if b in available_backends()]
+    startups = measure_startups(min(cores, 2), backends) if cores > 1 else {}
+    opts = predict_options(cal, cores=cores, trial_times=times, startup_s=startups,
+                           backends=backends)
     best = max(opts, key=opts.get)
     backend, n_jobs, blas = option_setting(best, cores)
     if backend != "serial":
@@ -173,13 +191,18 @@ def advise(config, *, n_cores=None, seed=0):
         f"numeric per step), so {cores} threads can reach at most "
         f"{cal.prediction(cores, handoff_s=0.0):.2f}x by Amdahl's law and "
         f"{cal.prediction(cores):.2f}x once GIL hand-offs are counted; processes avoid the "
-        f"GIL but pay {startup:.2f} s to start, against {len(trials)} trials estimated at "
+        f"GIL but pay {_startups_text(startups)} to start, against {len(trials)} trials "
+        f"estimated at "
         f"{sum(times):.1f} s of serial work (the longest {max(times):.2f} s). "
         f"Best predicted: {best} at {opts[best]:.2f}x."
     )
     return Advice(backend=backend, n_jobs=n_jobs, blas_threads=blas,
                   predicted_speedup=opts[best], options=opts, calibration=dict(cal),
                   explanation=why)
+
+
+def _startups_text(startups):
+    return " or ".join(f"{s:.2f} s ({b})" for b, s in startups.items()) or "nothing"
 
 
 def _weight(params):

@@ -256,8 +256,7 @@ def _group_label(label):
 def run_comparison(config, args, argv):
     """The ``mlpar compare`` command."""
     from .advice import (
-        _weight, measure_process_startup, option_setting, predict_options,
-        trial_time_estimates,
+        _weight, measure_startups, option_setting, predict_options, trial_time_estimates,
     )
     from .gilmodel import (
         calibrate, measure_blas_speedup, measure_handoff_curve, py_spy_available,
@@ -284,7 +283,7 @@ def run_comparison(config, args, argv):
           f"group(s), {cores} cores; run folder: {run_dir}", flush=True)
     model_ok = gil_enabled()
     curve = measure_handoff_curve() if model_ok else ()
-    startup = measure_process_startup(min(cores, 2)) if cores > 1 else 0.0
+    startups = measure_startups(min(cores, 2), backends) if cores > 1 else {}
     results = []
     for gi, (label, sub) in enumerate(groups):
         trials = expand_space(sub, n_iter=config.sweep.n_iter, seeds=config.sweep.seeds,
@@ -319,7 +318,10 @@ def run_comparison(config, args, argv):
         # serial calibration alone, to set beside what was measured.
         times = trial_time_estimates(
             cal, [{**config.trial_base(), **t.params} for t in trials], params)
-        opts = predict_options(cal, cores=cores, trial_times=times, startup_s=startup)
+        # Advice among the backends this comparison measures, so it can be checked.
+        opts = predict_options(cal, cores=cores, trial_times=times, startup_s=startups,
+                               backends=["serial", *backends,
+                                         *(["threads"] if gil_modes else [])])
         advised = option_setting(max(opts, key=opts.get), cores)
         results.append({"group": label, "calibration": dict(cal), "summary": rows,
                         "runs": records, "advice": {"options": opts, "setting": advised}})
@@ -327,7 +329,7 @@ def run_comparison(config, args, argv):
         print(_explain(cal, rows, model_ok), flush=True)
     doc = {"settings": [s.__dict__ for s in settings], "repeats": repeats, "cores": cores,
            "gil_enabled": model_ok, "handoff_curve": [list(c) for c in curve],
-           "process_startup_s": startup, "gil_modes": list(gil_modes),
+           "process_startup_s": startups, "gil_modes": list(gil_modes),
            "groups": results}
     atomic_write(Path(run_dir) / COMPARE_FILE, json.dumps(doc, indent=2, default=str) + "\n")
     table = group_table(doc)

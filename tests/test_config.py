@@ -77,7 +77,7 @@ def test_quickstart_is_a_small_grid_on_processes():
     assert not cfg.is_random_search
     assert len(expand(cfg.search_space(), None)) == 4
     assert cfg.execution.backend == "processes"
-    assert cfg.compare.backends == ("serial", "threads", "processes")
+    assert cfg.compare.backends == ("serial", "threads", "processes", "forked")
     assert cfg.compare.n_jobs == (2,)
 
 
@@ -111,7 +111,7 @@ def test_width_scan_spans_8_to_2048_with_two_batch_sizes():
         (u, b) for u in units for b in batches}
     assert cfg.compare.group_by == ("units", "batch_size")
     assert cfg.data.dataset == "classification"
-    assert cfg.compare.backends == ("serial", "threads", "processes")
+    assert cfg.compare.backends == ("serial", "threads", "processes", "forked")
     assert cfg.compare.n_jobs == (1, 2)
     assert cfg.compare.repeats == 3
 
