@@ -12,7 +12,7 @@ _API = {
     # Configs
     "load_config": "config", "ConfigError": "config",
     # Analysis
-    "advise": "advice", "Advice": "advice",
+    "advise": "analysis.advice", "Advice": "analysis.advice",
 }
 
 __version__ = "0.1.0"

@@ -154,7 +154,7 @@ def sweep(
         backend, ``n_jobs`` or completion order.
     timeout : float, default=None
         Seconds per trial. Trials can read their deadline with
-        :func:`mlpar._context.trial_deadline` and stop in time; a trial that
+        :func:`mlpar.context.trial_deadline` and stop in time; a trial that
         returns late is marked ``timeout`` (its metrics are kept). On
         ``processes`` and a sweep's own Dask cluster, a trial still running
         at ``timeout`` + grace (0.5 s + 10 %) has its worker killed. Threads

@@ -14,7 +14,7 @@ with the same values are the same trial.
 from __future__ import annotations
 
 import time
-from ._context import trial_deadline
+from .context import trial_deadline
 from .config import resolve_trial_params
 from .data import DATASETS, load_dataset, make_splits
 from .nn import MLPClassifier, MLPRegressor

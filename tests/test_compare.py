@@ -2,9 +2,10 @@
 
 import pytest
 
-from mlpar.advice import option_setting, predict_options, trial_time_estimates
-from mlpar.compare import CompareSetting, compare_settings, group_table, split_groups, summarize
-from mlpar.gilmodel import Calibration
+from mlpar.analysis.advice import option_setting, predict_options, trial_time_estimates
+from mlpar.analysis.compare import CompareSetting, compare_settings, split_groups
+from mlpar.analysis.summary import group_table, summarize
+from mlpar.analysis.gilmodel import Calibration
 
 
 def test_settings_share_one_thread_budget():

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from mlpar.gilmodel import (
+from mlpar.analysis.gilmodel import (
     amdahl, calibrate, handoff_at, mean_handoff, measure_blas_speedup, measure_call_overhead,
     measure_handoff_cost, predict_threads, py_spy_available, sample_gil,
 )
@@ -24,13 +24,16 @@ def test_prediction_is_amdahl_without_handoffs_and_lower_with_them():
     assert predict_threads(0.5, 1, releases_per_s=1e5, handoff_s=1e-5) == 1.0
 
 
-def test_machine_constants_are_sane():
+def test_machine_constants_are_measured():
+    # Structure, not speed: positive, finite, and the one ordering with a wide
+    # margin (16x the flops) measured in the same run.
     c = measure_call_overhead(iters=2000)
-    assert 1e-8 < c < 1e-3
+    assert c > 0 and math.isfinite(c)
     short = measure_handoff_cost(m=64, k=32, budget_s=0.02, repeats=1)
     long = measure_handoff_cost(m=128, k=128, budget_s=0.02, repeats=1)
-    assert 0 < short[0] < long[0] < 1e-2  # bigger operands, longer kernels
-    assert 0.0 <= short[1] < 1e-3 and 0.0 <= long[1] < 1e-3
+    assert 0 < short[0] < long[0]  # bigger operands, longer kernels
+    for kernel_s, handoff_s in (short, long):
+        assert math.isfinite(kernel_s) and math.isfinite(handoff_s) and handoff_s >= 0.0
 
 
 def test_handoff_interpolation_and_histogram_average():
@@ -56,8 +59,9 @@ def test_calibration_splits_a_step_and_orders_workloads():
         assert cal["step_time"] == pytest.approx(cal["python_time"] + cal["numeric_time"])
         assert cal["releases_per_step"] > 0
         assert cal["predicted_2"] == pytest.approx(amdahl(cal["p"], 2))
-    # A narrow model is Python-bound, a wide one BLAS-bound.
-    assert narrow["p"] < 0.5 < wide["p"]
+    # A narrow model is more Python-bound than a wide one (same run: the
+    # 4000x difference in flops per step leaves a wide margin on any machine).
+    assert narrow["p"] < wide["p"]
     assert wide["predicted_2"] > narrow["predicted_2"]
     # Release durations are recorded: wide GEMMs last longer than narrow ones.
     def mean_bucket(c):
@@ -75,7 +79,7 @@ def test_hand_offs_lower_the_prediction_below_amdahl():
 
 def test_blas_speedup_is_measured():
     s = measure_blas_speedup(_engine([64], 64), threads=2, epochs=1, repeats=1)
-    assert 0.1 < s < 4.0
+    assert s > 0 and math.isfinite(s)
 
 
 PRE = "import numpy as np\nfrom threadpoolctl import threadpool_limits\n"
@@ -96,7 +100,9 @@ BIG_GEMM = PRE + (
 
 
 @pytest.mark.skipif(not py_spy_available(), reason="py-spy (mlpar[profile]) not installed")
-@pytest.mark.parametrize("code, low, high", [(PURE_PYTHON, 0.0, 0.25), (BIG_GEMM, 0.8, 1.0)])
+# Known answers, not speeds: pure Python holds the GIL in (nearly) every sample,
+# a big GEMM in (nearly) none; the bounds leave room for a busy machine.
+@pytest.mark.parametrize("code, low, high", [(PURE_PYTHON, 0.0, 0.4), (BIG_GEMM, 0.6, 1.0)])
 def test_sampling_cross_check_on_known_workloads(code, low, high):
     r = sample_gil(code, marker="work")
     assert r["samples"] > 20

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import mlpar.results
-from mlpar._context import time_left, trial_deadline
+from mlpar.context import time_left, trial_deadline
 from mlpar.space import expand_space, trial_seed
 from mlpar.sweep import SweepResult, sweep
 
@@ -268,7 +268,7 @@ def test_progress_bar(capsys):
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize("name", ["mlpar._context", "mlpar.space", "mlpar.sweep", "mlpar.backends"])
+@pytest.mark.parametrize("name", ["mlpar.context", "mlpar.space", "mlpar.sweep", "mlpar.backends"])
 def test_docstring_examples(name, monkeypatch):
     # By name: mlpar.sweep the attribute is the function, not the module.
     module = importlib.import_module(name)

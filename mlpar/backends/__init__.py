@@ -10,9 +10,12 @@ import os
 import threading
 
 from ._base import Backend, check_picklable, effective_n_jobs
+from ._local import SerialBackend, ThreadBackend
 
 __all__ = [
     "Backend",
+    "SerialBackend",
+    "ThreadBackend",
     "register_backend",
     "available_backends",
     "make_backend",
@@ -22,8 +25,6 @@ __all__ = [
 
 
 def _serial(**kwargs):
-    from ._local import SerialBackend
-
     return SerialBackend(**kwargs)
 
 
@@ -82,7 +83,7 @@ def register_backend(name, factory):
     Examples
     --------
     >>> from mlpar.backends import register_backend, available_backends
-    >>> from mlpar.backends._local import ThreadBackend
+    >>> from mlpar.backends import ThreadBackend
     >>> class FourThreads(ThreadBackend):
     ...     default_n_jobs = 4
     >>> register_backend("four-threads", FourThreads)

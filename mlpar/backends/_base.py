@@ -106,8 +106,6 @@ class Backend(ABC):
     uses_processes = False
     #: A trial that ignores its deadline is killed at ``timeout`` + grace.
     supports_timeout_kill = False
-    #: A worker dying (segfault, os._exit, SIGKILL) costs one trial, not the sweep.
-    isolates_crashes = False
     #: n_jobs when the user passes None.
     default_n_jobs = -1
 

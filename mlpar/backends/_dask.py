@@ -85,7 +85,6 @@ class DaskBackend(Backend):
 
     uses_processes = True
     supports_timeout_kill = True
-    isolates_crashes = True
 
     def __init__(self, *, n_jobs=None, address=None):
         self.requested_n_jobs = n_jobs

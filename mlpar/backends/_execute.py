@@ -17,10 +17,10 @@ from contextlib import ExitStack
 import numpy  # noqa: F401
 from threadpoolctl import ThreadpoolController
 
-from .._context import _deadline_scope
+from ..context import _deadline_scope
 from ..space import _jsonable
 
-__all__ = ["TrialRunner", "OUTCOME_FIELDS"]
+__all__ = ["TrialRunner", "OUTCOME_FIELDS", "make_outcome"]
 
 #: The fields of a row that the worker fills in; the sweep adds the others.
 OUTCOME_FIELDS = (
@@ -28,6 +28,20 @@ OUTCOME_FIELDS = (
     "wall_time", "cpu_time", "started_at", "ended_at",
     "pid", "thread_name", "thread_id", "blas_threads_seen",
 )
+
+
+def make_outcome(status, **fields):
+    """A trial's outcome: every one of :data:`OUTCOME_FIELDS`, None where not given.
+
+    The one place an outcome is built, whether the worker measured it
+    (:class:`TrialRunner`) or the parent made it up for a worker that died.
+    """
+    unknown = set(fields) - set(OUTCOME_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown outcome fields {sorted(unknown)}; known: {OUTCOME_FIELDS}")
+    outcome = dict.fromkeys(OUTCOME_FIELDS)
+    outcome.update({"metrics": {}, **fields, "status": status})
+    return outcome
 
 
 class TrialRunner:
@@ -45,7 +59,7 @@ class TrialRunner:
         ``fn(params, seed) -> dict`` of metrics.
     timeout : float, default=None
         Seconds; sets the cooperative deadline read by
-        :func:`mlpar._context.trial_deadline` and marks late trials ``timeout``.
+        :func:`mlpar.context.trial_deadline` and marks late trials ``timeout``.
     blas_threads : int, default=None
         BLAS/OpenMP threads for the trial.
     limit_threads : bool, default=False
@@ -102,21 +116,12 @@ class TrialRunner:
         else:
             message = _divergence(metrics)
             status = "ok" if message is None else "diverged"
-        outcome = {
-            "status": status,
-            "metrics": metrics,
-            "error_type": error_type,
-            "error_message": message,
-            "traceback": tb,
-            "wall_time": wall_time,
-            "cpu_time": cpu_time,
-            "started_at": started_at,
-            "ended_at": started_at + wall_time,
-            "pid": os.getpid(),
-            "thread_name": thread.name,
-            "thread_id": threading.get_native_id(),
-            "blas_threads_seen": seen,
-        }
+        outcome = make_outcome(
+            status, metrics=metrics, error_type=error_type, error_message=message,
+            traceback=tb, wall_time=wall_time, cpu_time=cpu_time, started_at=started_at,
+            ended_at=started_at + wall_time, pid=os.getpid(), thread_name=thread.name,
+            thread_id=threading.get_native_id(), blas_threads_seen=seen,
+        )
         if self.keep_exception:
             outcome["exception"] = error
         return outcome

@@ -5,13 +5,15 @@ import os
 import platform
 import statistics
 import sys
-import sysconfig
 import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from ..environment import free_threaded_build, gil_enabled
+from ..report.tables import format_table
 
 # How each row key is shown: (header, kind). A lesson lists the keys it shows.
 COLUMNS = {
@@ -84,27 +86,16 @@ class LessonResult:
 
     def format_table(self):
         """The table as aligned plain text."""
-        headers = [COLUMNS[key][0] for key in self.columns]
-        cells = [[format_cell(key, row) for key in self.columns] for row in self.rows]
-        widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-        left = [COLUMNS[key][1] == "text" for key in self.columns]
-
-        def line(values):
-            return "  ".join(
-                v.ljust(w) if is_left else v.rjust(w) for v, w, is_left in zip(values, widths, left)
-            ).rstrip()
-
-        rule = "  ".join("-" * w for w in widths)
-        return "\n".join([line(headers), rule, *(line(r) for r in cells)])
+        return self._table(markdown=False)
 
     def format_markdown_table(self):
         """The table as a GitHub-flavoured markdown table."""
-        headers = [COLUMNS[key][0] for key in self.columns]
-        align = [":---" if COLUMNS[key][1] == "text" else "---:" for key in self.columns]
-        out = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
-        for row in self.rows:
-            out.append("| " + " | ".join(format_cell(key, row) for key in self.columns) + " |")
-        return "\n".join(out)
+        return self._table(markdown=True)
+
+    def _table(self, *, markdown):
+        columns = [(key, COLUMNS[key][0]) for key in self.columns]
+        right = {key for key in self.columns if COLUMNS[key][1] != "text"}
+        return format_table(self.rows, columns, markdown=markdown, cell=format_cell, right=right)
 
     def format_report(self):
         """The whole lesson as plain text: claim, setup, table, headline, explanation."""
@@ -339,14 +330,6 @@ def ratio_words(ratio, *, tolerance=0.05):
     return "about as fast as"
 
 
-def gil_enabled():
-    """Whether the GIL is on in this interpreter (always True before CPython 3.13)."""
-    # sys._is_gil_enabled exists from 3.13; a free-threaded build can still
-    # re-enable the GIL at run time (PYTHON_GIL=1, or an extension that needs it).
-    check = getattr(sys, "_is_gil_enabled", None)
-    return True if check is None else bool(check())
-
-
 def environment():
     """Machine and interpreter facts that decide the lessons' outcomes.
 
@@ -364,7 +347,7 @@ def environment():
 
     import mlpar
 
-    free_threaded = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+    free_threaded = free_threaded_build()
     return {
         "cpu_count": os.cpu_count(),
         "usable_cpus": joblib.cpu_count(),

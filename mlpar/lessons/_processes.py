@@ -96,8 +96,43 @@ def run(*, n_jobs, repeats, size, random_state, progress=None):
     """
     tasks = lesson_tasks(n_jobs=n_jobs, size=size, random_state=random_state)
     counts = worker_counts(n_jobs)
-    context = multiprocessing.get_context(START_METHOD)
     reference = [run_task(task) for task in tasks]
+    warmup = size == "normal"
+    timings = _measure(tasks, counts, n_jobs, reference, repeats=repeats, warmup=warmup,
+                       progress=progress)
+    rows, parts = _rows(timings, tasks, counts, n_jobs, reference)
+    headline = (
+        f"processes {n_jobs}: {parts['warm']['speedup']:.2f}x serial on a warm pool, "
+        f"{parts['cold']['speedup']:.2f}x including a {format_seconds(parts['startup']['median_s'])} start-up"
+    )
+    return LessonResult(
+        name="processes",
+        title=TITLE,
+        claim=CLAIM,
+        setup=(
+            f"{describe_tasks(tasks)} Run serially in this process, then on a "
+            f"concurrent.futures.ProcessPoolExecutor ('{START_METHOD}' start method): on "
+            "already-started pools (warm), and starting and shutting down a pool around the "
+            "run (cold). Start-up (starting the workers until each has run a no-op; and, for "
+            "scale, one plain interpreter started with and without the worker's imports) and data "
+            "transfer (pickling and unpickling what a pool sends and receives, measured in "
+            "this process) are timed on their own. ProcessPoolExecutor rather than joblib's "
+            "loky: it has lesson 1's ThreadPoolExecutor interface, so only the executor "
+            "changes, and it does not keep workers alive between calls, which would hide the "
+            f"start-up cost measured here. {timing_words(repeats, warmup=warmup)}"
+        ),
+        columns=("setting", "workers", "median_s", "spread", "speedup", "payload", "same_as_serial"),
+        rows=rows,
+        headline=headline,
+        explanation=_explain(parts, n_tasks=len(tasks), n_jobs=n_jobs),
+        environment={},
+        options={"start_method": START_METHOD},
+    )
+
+
+def _measure(tasks, counts, n_jobs, reference, *, repeats, warmup, progress):
+    """Time every setting of the lesson, interleaved; returns the timings by label."""
+    context = multiprocessing.get_context(START_METHOD)
 
     def serial():
         return [run_task(task) for task in tasks]
@@ -139,12 +174,15 @@ def run(*, n_jobs, repeats, size, random_state, progress=None):
         settings += [(f"warm {k}", warm(pools[k])) for k in counts]
         settings += [("cold", cold), ("startup", startup), ("bare", bare_interpreter)]
         settings += [("imports", interpreter_with_imports), ("in", data_in), ("out", data_out)]
-        warmup = size == "normal"
         timings = time_interleaved(settings, repeats=repeats, warmup=warmup, progress=progress)
     finally:
         for pool in pools.values():
             pool.shutdown()
+    return timings
 
+
+def _rows(timings, tasks, counts, n_jobs, reference):
+    """The lesson's table rows, and the named rows its explanation reads."""
     def same(label):
         return all(out == reference for out in timings[label].outputs)
 
@@ -185,33 +223,7 @@ def run(*, n_jobs, repeats, size, random_state, progress=None):
         ),
     }
     rows = [serial_row, *warm_rows, *(parts[key] for key in ("cold", "startup", "bare", "imports", "send", "receive"))]
-    headline = (
-        f"processes {n_jobs}: {parts['warm']['speedup']:.2f}x serial on a warm pool, "
-        f"{parts['cold']['speedup']:.2f}x including a {format_seconds(parts['startup']['median_s'])} start-up"
-    )
-    return LessonResult(
-        name="processes",
-        title=TITLE,
-        claim=CLAIM,
-        setup=(
-            f"{describe_tasks(tasks)} Run serially in this process, then on a "
-            f"concurrent.futures.ProcessPoolExecutor ('{START_METHOD}' start method): on "
-            "already-started pools (warm), and starting and shutting down a pool around the "
-            "run (cold). Start-up (starting the workers until each has run a no-op; and, for "
-            "scale, one plain interpreter started with and without the worker's imports) and data "
-            "transfer (pickling and unpickling what a pool sends and receives, measured in "
-            "this process) are timed on their own. ProcessPoolExecutor rather than joblib's "
-            "loky: it has lesson 1's ThreadPoolExecutor interface, so only the executor "
-            "changes, and it does not keep workers alive between calls, which would hide the "
-            f"start-up cost measured here. {timing_words(repeats, warmup=warmup)}"
-        ),
-        columns=("setting", "workers", "median_s", "spread", "speedup", "payload", "same_as_serial"),
-        rows=rows,
-        headline=headline,
-        explanation=_explain(parts, n_tasks=len(tasks), n_jobs=n_jobs),
-        environment={},
-        options={"start_method": START_METHOD},
-    )
+    return rows, parts
 
 
 def _explain(parts, *, n_tasks, n_jobs):

@@ -39,8 +39,7 @@ def _log_write_seconds():
     returns at once, so the windows of two threads rarely overlap; a realistic
     50 µs write makes them overlap reliably.
     """
-    is_enabled = getattr(sys, "_is_gil_enabled", None)
-    return 0.0 if is_enabled is None or is_enabled() else 50e-6
+    return 0.0 if gil_enabled() else 50e-6
 
 def _run_threads(n_threads, target):
     """Run ``target(thread_index, barrier)`` on ``n_threads`` threads, join, re-raise errors."""

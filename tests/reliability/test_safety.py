@@ -9,7 +9,7 @@ import pytest
 
 import mlpar
 from mlpar import MLPClassifier, sweep, train_mlp
-from mlpar.experiment import atomic_write
+from mlpar.runs import atomic_write
 
 PACKAGE = Path(mlpar.__file__).parent
 
@@ -30,7 +30,7 @@ def _sources():
 
 def test_the_scan_sees_the_whole_package():
     names = {p.relative_to(PACKAGE).as_posix() for p in _sources()}
-    assert {"config.py", "sweep.py", "nn/_engine.py", "backends/_process.py"} <= names
+    assert {"config/__init__.py", "sweep.py", "nn/_engine.py", "backends/_process.py"} <= names
 
 
 @pytest.mark.parametrize("pattern, rule", UNSAFE, ids=[r for _, r in UNSAFE])

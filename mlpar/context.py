@@ -30,7 +30,7 @@ def trial_deadline():
     Examples
     --------
     >>> import time
-    >>> from mlpar._context import trial_deadline
+    >>> from mlpar.context import trial_deadline
     >>> def fn(params, seed):
     ...     deadline = trial_deadline()
     ...     for epoch in range(100):

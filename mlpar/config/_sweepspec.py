@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import INVALID, Check, Problem, as_number, show, unknown_key
+from ._checks import INVALID, Check, Problem, as_number, plain, show, unknown_key
 
 __all__ = ["Distribution"]
 
@@ -50,7 +50,7 @@ class Distribution:
             ``randint(low, high + 1)``, or the list of ``choice`` values.
         """
         if self.kind == "choice":
-            return [_plain(v) for v in self.args]
+            return [plain(v) for v in self.args]
         from scipy import stats  # imported here: scipy.stats takes a while to import
 
         low, high = self.args
@@ -62,24 +62,19 @@ class Distribution:
 
     def to_yaml(self) -> dict:
         """The YAML form, e.g. ``{"loguniform": [1e-05, 0.01]}``."""
-        return {self.kind: [_plain(v) for v in self.args]}
-
-
-def _plain(value):
-    # Tuples (hidden widths) become lists: YAML-serializable and what users wrote.
-    return [_plain(v) for v in value] if isinstance(value, tuple) else value
+        return {self.kind: [plain(v) for v in self.args]}
 
 
 def params_to_yaml(grids):
     """The YAML form of checked grids: a mapping for one grid, a list for several."""
-    out = [{name: (v.to_yaml() if isinstance(v, Distribution) else _plain(v))
+    out = [{name: (v.to_yaml() if isinstance(v, Distribution) else plain(v))
             for name, v in grid} for grid in grids]
     return out[0] if len(out) == 1 else out
 
 
 def search_space(grids):
     """The search space of checked grids for ``ParameterGrid`` / ``ParameterSampler``."""
-    out = [{name: (v.frozen() if isinstance(v, Distribution) else _plain(v))
+    out = [{name: (v.frozen() if isinstance(v, Distribution) else plain(v))
             for name, v in grid} for grid in grids]
     if not out:
         return {}
@@ -285,7 +280,7 @@ def data_problems(cands):
     ``cands`` maps each data setting to the values it can take, each with the
     label its message names it by (see :func:`candidates`).
     """
-    from .data import DATASETS  # imported here: data imports scikit-learn
+    from ..data import DATASETS  # imported here: data imports scikit-learn
 
     found = []
     for dataset, _ in cands.get("dataset", ()):

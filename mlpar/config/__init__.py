@@ -40,12 +40,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
-from ._checks import INVALID, Problem, closest, show, unknown_key
+from ._checks import INVALID, Problem, closest, plain, show, unknown_key
 from ._schema import (NAME, SCHEMA, SECTIONS, TOP_KEYS, TRIAL_CHECKS, TRIAL_PARAM_NAMES,
                       CompareConfig, DataConfig, ExecutionConfig, ModelConfig, OutputConfig,
                       SweepConfig, TrainConfig, settings)
 from ._sweepspec import Distribution, candidates, data_problems, params_to_yaml, search_space
-from ._yamlio import apply_override, dump_yaml, parse_override_text, printable, read_yaml_file
+from ._yaml import apply_override, dump_yaml, parse_override_text, printable, read_yaml_file
 
 __all__ = [
     "ConfigError", "ExperimentConfig", "DataConfig", "ModelConfig", "TrainConfig",
@@ -67,11 +67,6 @@ class ConfigError(ValueError):
 
     def __str__(self):
         return "\n".join(self.errors)
-
-
-def _plain(value):
-    # Tuples become lists: YAML and JSON know lists, and users wrote lists.
-    return [_plain(v) for v in value] if isinstance(value, tuple) else value
 
 
 def _cross_problems(data, grids):
@@ -168,7 +163,7 @@ class ExperimentConfig:
         out = {"name": self.name}
         for key in SECTIONS:
             section = getattr(self, key)
-            out[key] = {f.name: _plain(getattr(section, f.name)) for f in settings(type(section))}
+            out[key] = {f.name: plain(getattr(section, f.name)) for f in settings(type(section))}
         out["sweep"]["params"] = params_to_yaml(self.sweep.params) if self.sweep.params else None
         return out
 
@@ -178,7 +173,7 @@ class ExperimentConfig:
 
     def trial_base(self) -> dict:
         """The fixed parameters of every trial: all data, model and train fields, flat."""
-        return {f.name: _plain(getattr(getattr(self, key), f.name))
+        return {f.name: plain(getattr(getattr(self, key), f.name))
                 for key in ("data", "model", "train") for f in settings(SECTIONS[key])}
 
     def search_space(self):

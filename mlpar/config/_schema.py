@@ -19,25 +19,25 @@ __all__ = ["DataConfig", "ModelConfig", "TrainConfig", "SweepConfig", "Execution
 # The names a setting may take come from the modules that own them, imported
 # when checking (not at import time) so that no import cycle can form.
 def _datasets():
-    from .data import DATASETS
+    from ..data import DATASETS
 
     return tuple(DATASETS)
 
 
 def _activations():
-    from .nn import ACTIVATIONS
+    from ..nn import ACTIVATIONS
 
     return tuple(ACTIVATIONS)
 
 
 def _solvers():
-    from .nn import SOLVERS
+    from ..nn import SOLVERS
 
     return tuple(SOLVERS)
 
 
 def _backends():
-    from .backends import available_backends
+    from ..backends import available_backends
 
     return tuple(available_backends())
 

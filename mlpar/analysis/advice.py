@@ -1,7 +1,7 @@
 """``mlpar advise``: which backend, n_jobs and blas_threads pay for a workload.
 
 A short serial calibration measures the workload's GIL-free fraction ``p``
-(:mod:`mlpar.gilmodel`), the time of one trial and this machine's cost of
+(:mod:`mlpar.analysis.gilmodel`), the time of one trial and this machine's cost of
 starting worker processes; from those it predicts every option's speedup over
 serial and recommends the best.
 """
@@ -9,12 +9,17 @@ serial and recommends the best.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 
 __all__ = [
     "advise", "Advice", "predict_options", "option_setting", "measure_process_startup",
-    "trial_time_estimates",
+    "trial_time_estimates", "calibrate_heaviest", "workload_weight",
 ]
+
+# Epochs of the calibration runs: enough minibatch steps for a stable mix of
+# Python and numeric time, few enough that advise stays a few seconds.
+CALIBRATION_EPOCHS = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +55,7 @@ def measure_process_startup(n_jobs, *, backend="processes"):
     (NumPy, scikit-learn, mlpar's engine and data), exactly as a real sweep's
     workers do, and times the whole sweep of those no-op trials.
     """
-    from .sweep import sweep
+    from ..sweep import sweep
 
     t0 = time.perf_counter()
     sweep(_import_trial, {"i": list(range(n_jobs))}, backend=backend, n_jobs=n_jobs,
@@ -85,7 +90,7 @@ def predict_options(cal, *, cores, n_trials=None, trial_time=None, startup_s,
                     trial_times=None, backends=("serial", "threads", "processes")):
     """Predicted speedup over serial (1 BLAS thread) of each option for a sweep.
 
-    ``cal`` is a :class:`mlpar.gilmodel.Calibration`. Give the estimated time
+    ``cal`` is a :class:`mlpar.analysis.gilmodel.Calibration`. Give the estimated time
     of every trial (``trial_times``), or ``n_trials`` alike trials of
     ``trial_time`` seconds. Processes are bounded by the longest trial and pay
     their start-up: ``startup_s`` is a number (processes) or a dict per
@@ -127,12 +132,60 @@ def trial_time_estimates(cal, params_list, probe_params):
     seen (epochs over the same data); data loading and scoring are added as
     measured. Rough, but it ranks a sweep of mixed sizes correctly.
     """
-    ref = _weight(probe_params)
+    ref = workload_weight(probe_params)
     ref_epochs = probe_params.get("epochs", 1)
     epoch = cal["epoch_time"]
     return [cal["overhead_time"] + epoch * p.get("epochs", ref_epochs)
-            * (_weight(p) / max(1, p.get("epochs", 1))) / (ref / max(1, ref_epochs))
+            * (workload_weight(p) / max(1, p.get("epochs", 1))) / (ref / max(1, ref_epochs))
             for p in params_list]
+
+
+def calibrate_heaviest(config, *, space=None, cores, seed=None, curve=None, check_gil=False):
+    """Calibrate the GIL model on the heaviest configuration of a sweep.
+
+    The heaviest configuration (weights x epochs) dominates a sweep's time, so
+    its decomposition is the one that decides between backends. ``mlpar advise``
+    and ``mlpar compare`` both calibrate through here.
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+    space : dict or list of dict, optional
+        Part of the config's space (a compare workload group); default all of it.
+    cores : int
+        With more than one, the speedup of ``cores`` BLAS threads is measured too.
+    seed : int, optional
+        Default: the heaviest trial's own seed.
+    curve : sequence, optional
+        Hand-off costs (see :func:`mlpar.analysis.gilmodel.calibrate`).
+    check_gil : bool, default=False
+        Cross-check ``p`` with a sampling profiler when py-spy is installed.
+
+    Returns
+    -------
+    (list of Trial, Trial, Calibration)
+        The expanded trials, the heaviest one and its calibration.
+    """
+    from ..space import expand_space
+    from .gilmodel import calibrate, measure_blas_speedup, py_spy_available, sample_trial_gil
+
+    base = config.trial_base()
+    trials = expand_space(config.search_space() if space is None else space,
+                          n_iter=config.sweep.n_iter, seeds=config.sweep.seeds,
+                          random_state=config.sweep.random_state)
+    probe = max(trials, key=lambda t: workload_weight({**base, **t.params}))
+    params = {**base, **probe.params}
+    seed = probe.seed if seed is None else seed
+    epochs = min(CALIBRATION_EPOCHS, params.get("epochs", CALIBRATION_EPOCHS))
+    cal = calibrate(params, seed=seed, epochs=epochs, curve=curve)
+    if cores > 1:
+        cal["blas_speedup"] = measure_blas_speedup(params, seed=seed, threads=cores,
+                                                   epochs=max(1, epochs // 4))
+    if check_gil and py_spy_available():
+        # Independent of the engine's instrumentation: a sampling profiler.
+        check = sample_trial_gil(params, seed=seed)
+        cal["p_check"], cal["p_check_method"] = check["p"], check["method"]
+    return trials, probe, cal
 
 
 def advise(config, *, n_cores=None, seed=0):
@@ -152,29 +205,18 @@ def advise(config, *, n_cores=None, seed=0):
     """
     import joblib
 
-    from .config import load_config
-    from .gilmodel import calibrate, measure_blas_speedup
-    from .space import expand_space
+    from ..backends import available_backends
+    from ..config import load_config
 
     if not hasattr(config, "search_space"):
         config = load_config(config)
     cores = n_cores or joblib.cpu_count()
     if cores < 1:
         raise ValueError(f"n_cores must be >= 1, got {cores}")
-    trials = expand_space(config.search_space(), n_iter=config.sweep.n_iter,
-                          seeds=config.sweep.seeds, random_state=config.sweep.random_state)
-    # Calibrate on the heaviest configuration: it dominates the sweep's time.
-    probe = max(trials, key=lambda t: _weight({**config.trial_base(), **t.params}))
+    trials, probe, cal = calibrate_heaviest(config, cores=cores, seed=seed)
     params = {**config.trial_base(), **probe.params}
-    epochs = params.get("epochs", 1)
-    cal = calibrate(params, seed=seed, epochs=min(2, epochs))
-    if cores > 1:
-        cal["blas_speedup"] = measure_blas_speedup(params, seed=seed, threads=cores,
-                                                   epochs=min(2, epochs))
     times = trial_time_estimates(cal, [{**config.trial_base(), **t.params} for t in trials],
                                  params)
-    from .backends import available_backends
-
     backends = [b for b in ("serial", "threads", "processes", "forked")
                 if b in available_backends()]
     startups = measure_startups(min(cores, 2), backends) if cores > 1 else {}
@@ -205,13 +247,32 @@ def _startups_text(startups):
     return " or ".join(f"{s:.2f} s ({b})" for b, s in startups.items()) or "nothing"
 
 
-def _weight(params):
-    hidden = params.get("hidden") or [64]
-    if "units" in params:
-        hidden = [params["units"]] * int(params.get("layers") or len(hidden))
-    hidden = [hidden] if isinstance(hidden, int) else list(hidden)
-    sizes = [64] + hidden + [10]
-    return sum(a * b for a, b in zip(sizes, sizes[1:])) * params.get("epochs", 1)
+def workload_weight(params):
+    """Weights x epochs of a trial's MLP: how long it trains, relative to others.
+
+    The input and output widths come from the trial's dataset, so a sweep over
+    datasets (or over a generated dataset's ``n_features``) is ranked correctly.
+    """
+    from ..config import resolve_trial_params
+
+    settings = resolve_trial_params(params)
+    d = settings.data
+    n_in, n_out = _io_widths(d.dataset, d.n_samples, d.n_features, d.n_classes, d.noise)
+    sizes = [n_in, *settings.model.hidden, n_out]
+    return sum(a * b for a, b in zip(sizes, sizes[1:])) * settings.train.epochs
+
+
+@functools.lru_cache(maxsize=32)
+def _io_widths(dataset, n_samples, n_features, n_classes, noise):
+    """(input features, network outputs) of a trial's dataset."""
+    from ..data import load_dataset
+
+    ds = load_dataset(dataset, n_samples=n_samples, n_features=n_features,
+                      n_classes=n_classes, noise=noise)
+    classes = ds.n_classes
+    # Binary classification trains one logistic output, like scikit-learn's MLP.
+    n_out = (1 if classes == 2 else classes) if classes else 1
+    return int(ds.X.shape[1]), int(n_out)
 
 
 def _describe(params):

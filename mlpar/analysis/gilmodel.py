@@ -205,7 +205,7 @@ def measure_blas_speedup(params, *, seed=0, threads=2, epochs=None, repeats=2):
     """
     from threadpoolctl import threadpool_limits
 
-    from .trial import train_mlp
+    from ..trial import train_mlp
 
     params = dict(params)
     if epochs is not None:
@@ -241,7 +241,7 @@ def calibrate(params, *, seed=0, epochs=None, curve=None):
     """
     from threadpoolctl import threadpool_limits
 
-    from .trial import train_mlp
+    from ..trial import train_mlp
 
     params = dict(params)
     if epochs is not None:

@@ -1,6 +1,6 @@
 """One threads sweep of a comparison, in a child interpreter (``mlpar compare --gil``).
 
-``python -m mlpar._gilchild RUN_DIR GROUP N_JOBS JOURNAL`` with ``PYTHON_GIL``
+``python -m mlpar.analysis._gilchild RUN_DIR GROUP N_JOBS JOURNAL`` with ``PYTHON_GIL``
 set by the parent: it reloads the run's resolved ``config.yaml``, takes
 workload group GROUP, runs it on the threads backend with N_JOBS threads and
 1 BLAS thread into JOURNAL, and prints one JSON line: the sweep's wall time
@@ -16,21 +16,18 @@ from pathlib import Path
 
 def main(argv):
     run_dir, group, n_jobs, journal = argv
+    from ..config import load_config
+    from ..environment import gil_enabled
+    from ..experiment import sweep_config
+    from ..runs import CONFIG_FILE
     from .compare import split_groups
-    from .config import load_config
-    from .environment import gil_enabled
-    from .sweep import sweep
-    from .trial import MLPTrial
 
-    config = load_config(Path(run_dir) / "config.yaml")
+    config = load_config(Path(run_dir) / CONFIG_FILE)
     groups = split_groups(config.search_space(), list(config.compare.group_by))
     _, space = groups[int(group)]
     t0 = time.perf_counter()
-    sweep(MLPTrial(config.trial_base()), space, n_iter=config.sweep.n_iter,
-          seeds=config.sweep.seeds, random_state=config.sweep.random_state,
-          backend="threads", n_jobs=int(n_jobs), blas_threads=1,
-          timeout=config.execution.timeout, retries=config.execution.retries,
-          journal=journal, progress=False)
+    sweep_config(config, space=space, journal=journal, progress=False,
+                 backend="threads", n_jobs=int(n_jobs), blas_threads=1)
     wall = time.perf_counter() - t0
     print(json.dumps({"wall_time": wall, "gil_enabled": gil_enabled()}))
     return 0

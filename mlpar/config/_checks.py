@@ -30,6 +30,11 @@ _SHOW.maxdict = 4
 _SHOW.maxlevel = 3
 
 
+def plain(value):
+    """Tuples (how frozen configs keep lists) back to lists, recursively, for YAML and JSON."""
+    return [plain(v) for v in value] if isinstance(value, tuple) else value
+
+
 def show(value) -> str:
     """``value`` as messages print it: a short repr, then its type in parentheses."""
     # ASCII escapes make look-alike characters visible ('\u0430lpha' is not 'alpha').
@@ -189,14 +194,6 @@ class Float(Check):
                     and (value > self.high or (self.high_open and value == self.high)))):
             raise Bad(self.expected)
         return value
-
-    def contains(self, value) -> bool:
-        """Whether ``value`` (already a float) is inside the interval."""
-        try:
-            self.convert(value)
-        except Bad:
-            return False
-        return True
 
 
 class Bool(Check):

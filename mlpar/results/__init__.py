@@ -1,251 +1,21 @@
 """Results of a sweep: one row per trial, the JSONL journal, summaries and export."""
 
 import csv
-import dataclasses
-import datetime
+import io
 import json
 import math
 import numbers
-import os
-import tempfile
-import threading
-import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .space import canonical_json
+from ..runs import atomic_write
+from ..space import canonical_json
+from ._journal import IDENTITY_FIELDS, JOURNAL_VERSION, Journal, read_journal
+from ._rows import STATUSES, TrialRow
 
-__all__ = ["TrialRow", "SweepResult", "Journal", "read_journal", "STATUSES"]
-
-#: Every trial ends in one of these. Only ``ok`` rows feed the summary's means.
-STATUSES = ("ok", "failed", "diverged", "timeout", "crashed")
-
-JOURNAL_VERSION = 1
-
-# Header fields that define *which* sweep a journal belongs to; a journal
-# may be resumed with another backend, n_jobs or timeout, never another one of these.
-IDENTITY_FIELDS = ("fn", "trials", "random_state", "seeds", "n_iter")
-
-
-@dataclass
-class TrialRow:
-    """The record of one finished trial, as written to the journal.
-
-    Attributes
-    ----------
-    key, index, params, repeat, seed
-        The trial: stable key, position in the expanded space, configuration,
-        repeat index and seed.
-    status : {'ok', 'failed', 'diverged', 'timeout', 'crashed'}
-        How it ended.
-    metrics : dict
-        What ``fn`` returned (kept for ``timeout`` and ``diverged`` rows too).
-    error_type, error_message, traceback : str or None
-        Why it did not end ``ok``.
-    attempts : int
-        Times it ran (``retries`` re-runs failed, timed-out and crashed trials).
-    wall_time, cpu_time : float or None
-        Seconds, for the last attempt. ``cpu_time`` is the trial thread's own
-        CPU time (``time.thread_time``): other trials' threads are excluded,
-        and so are BLAS helper threads when ``blas_threads > 1``.
-    started_at, ended_at : float or None
-        Wall clock, seconds since the epoch.
-    pid, thread_name, thread_id
-        Where it ran (``thread_id`` is the OS thread id).
-    backend, n_jobs, blas_threads : str, int, int
-        The sweep's effective settings.
-    blas_threads_seen : int or None
-        The largest thread count among the BLAS libraries loaded in the
-        worker, read while the trial ran; None if no BLAS was loaded.
-    """
-
-    key: str
-    index: int
-    params: dict
-    repeat: int
-    seed: int
-    status: str
-    metrics: dict = field(default_factory=dict)
-    error_type: str | None = None
-    error_message: str | None = None
-    traceback: str | None = None
-    attempts: int = 1
-    wall_time: float | None = None
-    cpu_time: float | None = None
-    started_at: float | None = None
-    ended_at: float | None = None
-    pid: int | None = None
-    thread_name: str | None = None
-    thread_id: int | None = None
-    backend: str | None = None
-    n_jobs: int | None = None
-    blas_threads: int | None = None
-    blas_threads_seen: int | None = None
-
-    def to_dict(self):
-        """Return the row as a JSON-ready dict."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data):
-        """Build a row from :meth:`to_dict` output, ignoring unknown keys."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-
-def _now_iso():
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def read_journal(path):
-    """Read a journal: its header and its rows.
-
-    A torn last line (a write cut short by a crash or a kill) is ignored with
-    a warning; a malformed line anywhere else is an error. When a key appears
-    twice the later row wins.
-
-    Parameters
-    ----------
-    path : str or path-like
-
-    Returns
-    -------
-    header : dict
-    rows : list of TrialRow
-        In journal order.
-    """
-    header, rows, _ = _read(Path(path))
-    return header, rows
-
-
-def _read(path):
-    """Return ``(header, rows, size of the intact prefix in bytes)``."""
-    data = path.read_bytes()
-    lines = data.split(b"\n")
-    records, good = [], 0
-    for number, raw in enumerate(lines, start=1):
-        is_last = number == len(lines) or (number == len(lines) - 1 and lines[-1] == b"")
-        if number == len(lines) and raw == b"":
-            break
-        try:
-            record = json.loads(raw)
-            complete = number < len(lines) and isinstance(record, dict)
-        except ValueError:
-            complete = False
-        if not complete:
-            if is_last:
-                warnings.warn(
-                    f"{path}:{number}: ignoring a torn last line (an interrupted "
-                    "write); that trial will run again on resume",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-                break
-            raise ValueError(f"{path}:{number}: not a JSON object; the journal is corrupt")
-        records.append(record)
-        good += len(raw) + 1
-    if not records or records[0].get("type") != "header":
-        raise ValueError(f"{path} is not an mlpar journal: its first line is not a header record")
-    header = records[0]
-    if header.get("version") != JOURNAL_VERSION:
-        raise ValueError(
-            f"{path}: journal version {header.get('version')!r} is not supported "
-            f"(this mlpar reads version {JOURNAL_VERSION})"
-        )
-    by_key = {}
-    for record in records[1:]:
-        if record.get("type") == "trial":
-            if record.get("key") in by_key:
-                warnings.warn(f"{path}: trial {record['key']} appears twice; keeping the later row", RuntimeWarning, stacklevel=3)
-            by_key[record["key"]] = TrialRow.from_dict(record)
-    return header, list(by_key.values()), good
-
-
-class Journal:
-    """The append-only JSONL record of a sweep, written as trials finish.
-
-    The first line is a header (``{"type": "header", ...}``) with the sweep's
-    identity; every other line is a :class:`TrialRow` with ``"type": "trial"``,
-    written and flushed the moment its trial is final, from the sweep's own
-    process only. A crash therefore loses at most the line being written,
-    which :func:`read_journal` recognises as torn.
-
-    Use :meth:`open`; instances are not created directly.
-    """
-
-    def __init__(self, path, file):
-        self.path = path
-        self._file = file
-        self._lock = threading.Lock()
-
-    @classmethod
-    def open(cls, path, header, *, resume=False):
-        """Create a journal, or reopen one to resume its sweep.
-
-        Parameters
-        ----------
-        path : str or path-like
-        header : dict
-            The sweep's header; its :data:`IDENTITY_FIELDS` must match an
-            existing journal's when resuming.
-        resume : bool, default=False
-            Reopen an existing journal and return its rows. Without it an
-            existing, non-empty journal is an error: it is never overwritten.
-
-        Returns
-        -------
-        journal : Journal
-        rows : list of TrialRow
-            The rows already recorded (empty for a new journal).
-        """
-        path = Path(path)
-        if path.exists() and path.stat().st_size > 0:
-            if not resume:
-                raise FileExistsError(
-                    f"journal {path} already exists; pass resume=True to finish "
-                    "that sweep, or choose another journal path"
-                )
-            old, rows, good = _read(path)
-            for name in IDENTITY_FIELDS:
-                if old.get(name) != header.get(name):
-                    raise ValueError(
-                        f"journal {path} belongs to a different sweep: {name} is "
-                        f"{old.get(name)!r} there but {header.get(name)!r} here; resume "
-                        "with the original fn, space and seeds, or choose another journal path"
-                    )
-            file = open(path, "r+b")
-            # Cut a torn last line so that appended rows start on a fresh line.
-            file.truncate(good)
-            file.seek(good)
-            return cls(path, file), rows
-        path.parent.mkdir(parents=True, exist_ok=True)
-        journal = cls(path, open(path, "wb"))
-        journal._write({"type": "header", "version": JOURNAL_VERSION, "created_at": _now_iso(), **header})
-        return journal, []
-
-    def _write(self, record):
-        line = (json.dumps(record) + "\n").encode("utf-8")
-        with self._lock:
-            self._file.write(line)
-            # Flushed to the OS at once: a killed sweep keeps every finished trial.
-            self._file.flush()
-
-    def append(self, row):
-        """Write one final row and flush it."""
-        self._write({"type": "trial", **row.to_dict()})
-
-    def close(self):
-        """Close the file."""
-        with self._lock:
-            self._file.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()
+__all__ = ["TrialRow", "SweepResult", "Journal", "read_journal", "STATUSES",
+           "IDENTITY_FIELDS", "JOURNAL_VERSION"]
 
 
 def _as_float(value):
@@ -472,7 +242,7 @@ class SweepResult:
         return pandas.DataFrame(self._table())
 
     def to_csv(self, path):
-        """Write the rows as CSV, atomically (a temporary file, then ``os.replace``).
+        """Write the rows as CSV, atomically (see :func:`mlpar.runs.atomic_write`).
 
         Columns are those of :meth:`to_pandas`; lists and dicts are written as JSON.
 
@@ -488,18 +258,13 @@ class SweepResult:
         table = self._table()
         columns = list(dict.fromkeys(k for flat in table for k in flat)) or ["key"]
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-                writer = csv.DictWriter(f, fieldnames=columns)
-                writer.writeheader()
-                for flat in table:
-                    writer.writerow({
-                        k: json.dumps(v) if isinstance(v, (list, dict)) else v
-                        for k, v in flat.items()
-                    })
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=columns)
+        writer.writeheader()
+        for flat in table:
+            writer.writerow({
+                k: json.dumps(v) if isinstance(v, (list, dict)) else v
+                for k, v in flat.items()
+            })
+        atomic_write(path, buffer.getvalue(), newline="")
         return path

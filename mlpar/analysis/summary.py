@@ -1,0 +1,100 @@
+"""A comparison's numbers, from its run records alone: medians, speedups, best settings.
+
+Pure functions of data (no sweeps run here), shared by ``mlpar compare`` and
+the report, which rebuilds its tables from ``compare.json``.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+__all__ = ["summarize", "group_table", "group_label"]
+
+
+def group_label(label):
+    """A workload group's ``{param: value}`` as text (``"all trials"`` when empty)."""
+    return ", ".join(f"{k}={v}" for k, v in label.items()) or "all trials"
+
+
+def _median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else float("nan")
+
+
+def summarize(records, settings):
+    """Per setting: medians over repeats, speedup, efficiency, utilization, overheads."""
+    by = {}
+    for r in records:
+        by.setdefault((r["backend"], r["n_jobs"], r["blas_threads"], r.get("gil")),
+                      []).append(r)
+    base = by.get(("serial", 1, 1, None), [])
+    base_wall = {r["repeat"]: r["wall_time"] for r in base}
+    base_trial = _median([t for r in base for t in r["trial_wall"]])
+    out = []
+    for s in settings:
+        runs = by.get(s.key, [])
+        if not runs:
+            continue
+        walls = [r["wall_time"] for r in runs]
+        # Ratios within one repeat: the interleaved pair saw the same machine load.
+        ratios = [base_wall[r["repeat"]] / r["wall_time"] for r in runs if r["repeat"] in base_wall]
+        cores = s.n_jobs * s.blas_threads
+        cpu = [sum(c for c in r["trial_cpu"] if c) for r in runs]
+        busy = []
+        for r in runs:
+            per_worker = {}
+            for w, t in zip(r["workers"], r["trial_wall"]):
+                per_worker[w] = per_worker.get(w, 0.0) + (t or 0.0)
+            busy.append(max(per_worker.values(), default=0.0))
+        speedup = _median(ratios)
+        out.append({
+            "backend": s.backend, "n_jobs": s.n_jobs, "blas_threads": s.blas_threads,
+            "gil": s.gil, "label": s.label, "repeats": len(runs),
+            "wall": _median(walls), "wall_min": min(walls), "wall_max": max(walls),
+            "speedup": speedup, "efficiency": speedup / cores,
+            "utilization": _median([c / (w * cores) for c, w in zip(cpu, walls)]),
+            "inflation": _median([t for r in runs for t in r["trial_wall"]]) / base_trial
+            if base_trial == base_trial and base_trial > 0 else float("nan"),
+            # Wall time no worker spent in a trial: start-up, dispatch, transfer, tail.
+            "overhead": _median([w - b for w, b in zip(walls, busy)]),
+            "ok": min(r["n_ok"] for r in runs), "trials": runs[0]["n_trials"],
+        })
+    return out
+
+
+def group_table(doc):
+    """One row per workload group: p, predicted and measured speedups, best backend."""
+    cores = doc["cores"]
+    out = []
+    for g in doc["groups"]:
+        rows = g["summary"]
+        pick = {}
+        for r in rows:
+            if r["n_jobs"] == cores and r["blas_threads"] == 1:
+                gil = r.get("gil")
+                pick[r["backend"] if gil is None else f"threads GIL={gil}"] = r
+        cal = g["calibration"]
+        # On a free-threaded build with --gil, the GIL-on child is the GIL model's case.
+        th = pick.get("threads") or pick.get("threads GIL=1", {})
+        # The candidates advice chooses from: serial (with 1 or all BLAS
+        # threads) and parallel backends with 2+ workers. Their n_jobs=1 runs
+        # are the scaling curve's first point: serial work plus dispatch.
+        options = [r for r in rows if r["backend"] == "serial" or r["n_jobs"] > 1]
+        best = max(options, key=lambda r: r["speedup"]) if options else {}
+        pred = th.get("predicted")
+        meas = th.get("speedup")
+        adv = tuple((g.get("advice") or {}).get("setting") or ())
+        adv_row = next((r for r in rows
+                        if (r["backend"], r["n_jobs"], r["blas_threads"]) == adv), None)
+        out.append({
+            "group": group_label(g["group"]), "p": cal.get("p"), "p_check": cal.get("p_check"),
+            "amdahl": th.get("amdahl"), "predicted": pred, "threads": meas,
+            "error": (pred - meas) / meas if pred and meas else None,
+            "processes": pick.get("processes", {}).get("speedup"),
+            "best": best.get("label"),
+            "threads_gil0": pick.get("threads GIL=0", {}).get("speedup"),
+            "threads_gil1": pick.get("threads GIL=1", {}).get("speedup"),
+            "advised": adv_row["label"] if adv_row else None,
+            "advised_vs_best": adv_row["speedup"] / best["speedup"] if adv_row and best else None,
+        })
+    return out
