@@ -64,8 +64,8 @@ def test_cached_arrays_are_read_only():
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: load_dataset("mnist"), "unknown dataset 'mnist'; available: breast_cancer, "
-         "classification, diabetes, digits, iris, moons, regression, wine"),
+        (lambda: load_dataset("mnist"), ("unknown dataset 'mnist'; available: breast_cancer, "
+         "classification, diabetes, digits, iris, moons, regression, wine")),
         (lambda: load_dataset("digits", n_samples=10),
          "dataset 'digits' does not take n_samples; it accepts no size parameters"),
         (lambda: load_dataset("moons", n_classes=3),
