@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlpar import data
+from mlpar.data import _cache as data
 from mlpar.data import cache_dir, load_dataset, load_splits, make_splits, prepare_splits
 
 PARTS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
