@@ -1,5 +1,6 @@
 """MLPClassifier / MLPRegressor: scikit-learn's contract, parity with its MLP, limits, timing."""
 
+import math
 import pickle
 import re
 import warnings
@@ -395,14 +396,16 @@ def test_fit_stats_are_consistent(digits_split, solver):
     assert all(isinstance(v, (int, float)) for v in s.values())  # ready for numeric summaries
     times = ["fit_time", "train_time", "step_time", "gemm_time", "ufunc_big_time", "other_time",
              "shuffle_time", "eval_time", "timer_overhead", "wrapper_overhead"]
-    assert all(s[k] >= 0.0 for k in times)
+    # Structure, never speed (issue 12): every time is recorded, finite and
+    # non-negative, and the orderings are those of nested intervals of one run
+    # (steps inside training inside the fit), true on any machine.
+    assert all(math.isfinite(s[k]) and s[k] >= 0.0 for k in times)
     assert s["gemm_time"] + s["ufunc_big_time"] + s["other_time"] == pytest.approx(s["step_time"])
     assert s["step_time"] <= s["train_time"] <= s["fit_time"]
-    # Structure, not speed: a fixed number of BLAS calls per step, and the
-    # elementwise work of layers of 100 x 32 elements counted as GIL-releasing.
+    # A fixed number of BLAS calls per step, and the elementwise work of layers
+    # of 100 x 32 elements counted as GIL-releasing.
     assert s["gemm_calls"] % s["n_steps"] == 0 and s["gemm_calls"] > 0
     assert s["ufunc_big_calls"] >= s["n_steps"] * 4
-    assert s["timer_overhead"] < s["step_time"] / s["n_steps"]
 
 
 @QUIET

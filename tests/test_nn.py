@@ -3,6 +3,7 @@
 import itertools
 import math
 import tracemalloc
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,7 +12,7 @@ from scipy.special import expit, log_softmax
 
 from mlpar.nn import ACTIVATIONS, SOLVERS
 from mlpar.nn._engine import Network, Workspace, build_step, forward, loss_and_grad
-from mlpar.nn._kernels import GIL_RELEASE_MIN_SIZE, PLAIN_KERNELS, KernelTimer
+from mlpar.nn._kernels import GIL_RELEASE_MIN_SIZE, PLAIN_KERNELS, KernelTimer, logistic
 from mlpar.nn._optim import SGD, Adam, make_optimizer
 
 # -- a reference implementation, written for clarity, not speed ---------------
@@ -166,6 +167,41 @@ def test_glorot_init_bounds_and_determinism():
     logistic = Network(shapes, activation="logistic", out_activation="softmax", dtype=np.float32)
     logistic.init_glorot(np.random.default_rng(3))
     assert np.abs(logistic.coefs[0]).max() <= math.sqrt(2.0 / (64 + 32))
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float32, 1e-6), (np.float64, 2e-15)])
+def test_logistic_agrees_with_scipy_expit(dtype, rtol):
+    """The engine's NumPy logistic against scipy's expit: a few ulps apart
+    everywhere, relative error included, and saturated to exactly 0 and 1."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.standard_normal(20_000) * 4, rng.uniform(-800, 800, 20_000),
+                        np.linspace(-120, 120, 4001), [0.0, -0.0, 1e-30, -1e-30],
+                        [np.finfo(dtype).max, -np.finfo(dtype).max]]).astype(dtype)
+    expected = expit(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning for large negative x
+        got = logistic(x)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=0)
+    assert logistic(np.array([-1e4, 1e4], dtype)).tolist() == [0.0, 1.0]
+    # In place and into out=, the forms the training step uses.
+    inplace = x.copy()
+    assert logistic(inplace, out=inplace) is inplace
+    np.testing.assert_array_equal(inplace, got)
+    out = np.empty_like(x)
+    logistic(x, out=out)
+    np.testing.assert_array_equal(out, got)
+
+
+def test_forward_with_logistic_units_is_quiet_for_large_inputs():
+    net = Network([2, 3, 1], activation="logistic", out_activation="logistic",
+                  dtype=np.float32)
+    net.params[:] = 50.0
+    X = np.array([[-100.0, -100.0], [100.0, 100.0]], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        P = forward(X, net.coefs, net.intercepts, "logistic", "logistic")
+    assert np.isfinite(P).all() and P.min() >= 0.0 and P.max() <= 1.0
 
 
 # -- optimizers against scikit-learn's own update rules -----------------------

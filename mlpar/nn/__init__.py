@@ -6,11 +6,33 @@ parameters, gradients and optimizer state in flat buffers, and a training step
 that allocates nothing. ``instrument=True`` records where a fit's time goes
 (GIL-free BLAS and large ufuncs versus GIL-held Python), which the rest of
 mlpar uses to explain and predict backend speedups.
+
+:func:`fit_mlp` trains the same models with NumPy alone. Importing this package
+loads NumPy and the engine only; the estimators (and with them scikit-learn,
+~2 s and ~100 MB per process) load on first use of their names.
 """
 
 from ._engine import ACTIVATIONS
-from ._estimators import MLPClassifier, MLPRegressor
+from ._fit import FittedMLP, fit_mlp
 from ._optim import SOLVERS
 from ._train import STOP_REASONS
 
-__all__ = ["ACTIVATIONS", "SOLVERS", "STOP_REASONS", "MLPClassifier", "MLPRegressor"]
+__all__ = ["ACTIVATIONS", "SOLVERS", "STOP_REASONS", "FittedMLP", "MLPClassifier",
+           "MLPRegressor", "fit_mlp"]
+
+_ESTIMATORS = ("MLPClassifier", "MLPRegressor")
+
+
+def __getattr__(name):
+    # PEP 562: `from mlpar.nn import MLPClassifier` lands here the first time.
+    if name in _ESTIMATORS:
+        from . import _estimators
+
+        value = getattr(_estimators, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *__all__])

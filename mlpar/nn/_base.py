@@ -1,39 +1,33 @@
 """The machinery shared by MLPClassifier and MLPRegressor: parameters, fit, predict."""
 
 import time
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, _fit_context
-from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._engine import ACTIVATIONS, Network, forward
-from ._kernels import measure_timer_overhead, measure_wrapper_overhead
-from ._optim import SOLVERS, make_optimizer
-from ._train import History, train
+from ._checks import DTYPES, hidden_sizes
+from ._engine import ACTIVATIONS, forward
+from ._fit import _fit_core
+from ._optim import SOLVERS
 
 __all__ = ["DTYPES", "BaseMLP"]
 
-DTYPES = ("float32", "float64")
-
-
-def _make_rng(random_state):
-    """A Generator from None (fresh OS entropy), an int seed, or a Generator (used as is)."""
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    return np.random.default_rng(random_state)
+# Attributes a fit sets, from the FittedMLP the shared core returns.
+_FITTED = ("coefs", "intercepts", "n_iter", "t", "loss", "loss_curve", "stop_reason",
+           "best_loss", "validation_scores", "best_validation_score", "fit_stats",
+           "n_outputs", "n_layers", "out_activation")
 
 
 class BaseMLP(BaseEstimator):
     """Shared fit/partial_fit/predict machinery; use MLPClassifier or MLPRegressor.
 
     Subclasses provide ``_validate_input(X, y, *, incremental, reset, dtype) ->
-    (X, Y)`` (Y: 2-D network targets), ``_out_activation()``,
-    ``_is_classifier()`` and ``_score_output(P, Y)`` (the early-stopping score
-    of network outputs P against targets Y).
+    (X, Y)`` (Y: 2-D network targets), ``_out_activation()`` and
+    ``_n_classes()`` (None for a regressor). Training itself is
+    :func:`._fit._fit_core`, the NumPy-only core :func:`mlpar.nn.fit_mlp` runs.
     """
 
     _parameter_constraints: dict = {
@@ -94,138 +88,35 @@ class BaseMLP(BaseEstimator):
 
     # -- fitting -------------------------------------------------------------
 
-    def _hidden_sizes(self):
-        sizes = self.hidden_layer_sizes
-        sizes = list(sizes) if hasattr(sizes, "__iter__") else [sizes]
-        if not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in sizes):
-            raise ValueError(
-                f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}; "
-                "pass e.g. (100,) or (64, 64)"
-            )
-        return [int(s) for s in sizes]
-
     def _fit(self, X, y, *, incremental):
         t_start = time.perf_counter()
         dtype = np.dtype(self.dtype)
-        hidden = self._hidden_sizes()
+        hidden = hidden_sizes(self.hidden_layer_sizes)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True; "
                              "use fit, or set early_stopping=False")
         X, Y = self._validate_input(X, y, incremental=incremental, reset=first_pass, dtype=dtype)
-        layer_units = [X.shape[1], *hidden, Y.shape[1]]
-        deadline = None if self.max_time is None else t_start + self.max_time
-        rng = _make_rng(self.random_state)
-        out_activation = self._out_activation()
-        net = Network(layer_units, activation=self.activation, out_activation=out_activation,
-                      dtype=dtype)
-
-        if first_pass:
-            net.init_glorot(rng)
-            self._history = None
-            self._optimizer = None
-        else:
-            shapes = [tuple(w.shape) for w in self.coefs_]
-            if shapes != net.shapes:
-                raise ValueError(
-                    f"cannot continue training: the fitted layers have shapes {shapes}, but "
-                    f"hidden_layer_sizes={self.hidden_layer_sizes!r} and the data give "
-                    f"{net.shapes}; fit from scratch (warm_start=False)"
-                )
-            net.load(self.coefs_, self.intercepts_)
-        self.n_outputs_ = Y.shape[1]
-        self.n_layers_ = net.n_layers
-        self.out_activation_ = out_activation
-
-        opt = getattr(self, "_optimizer", None)
-        if not incremental or opt is None or (opt.solver, opt.dtype) != (self.solver, dtype):
-            # As in scikit-learn: fit (also with warm_start) restarts the
-            # optimizer's state; partial_fit keeps it (unless solver or dtype
-            # changed in between).
-            opt = make_optimizer(
-                self.solver, net.n_params, dtype, learning_rate_init=self.learning_rate_init,
-                beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
-                momentum=self.momentum, nesterovs_momentum=self.nesterovs_momentum,
-            )
-        history = getattr(self, "_history", None)
-        if history is None or history.early_stopping != self.early_stopping:
-            history = History(early_stopping=self.early_stopping)
-
-        scorer = None
-        if self.early_stopping:
-            X, Y, scorer = self._validation_split(X, Y, net, rng)
-        n_samples = X.shape[0]
-        if self.batch_size == "auto":
-            batch_size = min(200, n_samples)
-        else:
-            if self.batch_size > n_samples:
-                warnings.warn(f"batch_size={self.batch_size} is larger than the {n_samples} "
-                              "training samples; it is clipped to that", UserWarning)
-            batch_size = min(self.batch_size, n_samples)
-
-        outcome = train(
-            net, opt, X, Y, history=history, rng=rng, batch_size=batch_size,
-            alpha=self.alpha, shuffle=self.shuffle, max_iter=1 if incremental else self.max_iter,
-            tol=self.tol, n_iter_no_change=self.n_iter_no_change, incremental=incremental,
-            scorer=scorer, deadline=deadline, instrument=self.instrument,
-            verbose=self.verbose,
+        # A continued fit (warm start, partial_fit) starts from coefs_ as they are
+        # now (the user may have assigned them) and the previous fit's history
+        # and optimizer; the core decides what of those it keeps.
+        previous = {} if first_pass else dict(
+            init=(self.coefs_, self.intercepts_), optimizer=getattr(self, "_optimizer", None),
+            history=getattr(self, "_history", None),
+        )
+        fitted = _fit_core(
+            X, Y, self, hidden=hidden, out_activation=self._out_activation(),
+            n_classes=self._n_classes(), t_start=t_start, incremental=incremental,
             # A sweep trains for a fixed budget on purpose and reads stop_reason_
             # instead: mlpar.trial sets this private flag (a warnings filter
             # would be process-global, and racy under the threads backend).
-            warn_max_iter=getattr(self, "_warn_max_iter", True),
+            warn_max_iter=getattr(self, "_warn_max_iter", True), **previous,
         )
-        fit_time = time.perf_counter() - t_start
-
-        self._optimizer = opt
-        self._history = history
-        self.coefs_ = net.coefs
-        self.intercepts_ = net.intercepts
-        self.n_iter_ = outcome.n_iter
-        self.t_ = history.t
-        self.loss_ = outcome.loss
-        self.loss_curve_ = history.loss_curve
-        self.stop_reason_ = outcome.stop_reason
-        if self.early_stopping:
-            self.best_loss_ = None
-            self.validation_scores_ = history.validation_scores
-            self.best_validation_score_ = history.best_validation_score
-        else:
-            self.best_loss_ = history.best_loss
-            self.validation_scores_ = None
-            self.best_validation_score_ = None
-        self.fit_stats_ = None
-        if self.instrument:
-            stats = outcome.stats
-            stats.update(
-                fit_time=fit_time, n_samples_seen=outcome.n_samples_seen,
-                n_epochs=outcome.n_iter, batch_size=batch_size,
-                # Measured after fit_time was taken, so they do not inflate it.
-                timer_overhead=measure_timer_overhead(),
-                wrapper_overhead=measure_wrapper_overhead(),
-            )
-            self.fit_stats_ = stats
+        self._optimizer = fitted._optimizer
+        self._history = fitted._history
+        for name in _FITTED:
+            setattr(self, name + "_", getattr(fitted, name))
         return self
-
-    def _validation_split(self, X, Y, net, rng):
-        """Hold out ``validation_fraction`` of the data; return it as a scorer."""
-        # scikit-learn stratifies only single-output classification (binary).
-        stratify = Y if (self._is_classifier() and Y.shape[1] == 1) else None
-        X_train, X_val, Y_train, Y_val = train_test_split(
-            X, Y, test_size=self.validation_fraction, stratify=stratify,
-            random_state=int(rng.integers(2 ** 32)),
-        )
-        if X_val.shape[0] < 2:
-            raise ValueError(
-                f"the validation set has {X_val.shape[0]} sample(s), too few for early "
-                "stopping; increase validation_fraction or the size of your dataset"
-            )
-        X_train, Y_train = np.ascontiguousarray(X_train), np.ascontiguousarray(Y_train)
-
-        def scorer():
-            return self._score_output(forward(X_val, net.coefs, net.intercepts,
-                                              self.activation, net.out_activation), Y_val)
-
-        return X_train, Y_train, scorer
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):

@@ -48,9 +48,10 @@ PARAMETERS_DOC = """
         Use Nesterov's momentum with "sgd".
 
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the training data (scikit-learn's
-        ``train_test_split``, seeded from ``random_state``'s generator,
-        stratified for binary targets) and stop when its score (accuracy, or
+        Hold out ``validation_fraction`` of the training data (the split
+        scikit-learn's ``train_test_split`` makes, by a NumPy port of it, seeded
+        from ``random_state``'s generator, stratified for binary targets) and
+        stop when its score (accuracy, or
         R^2) has not improved by ``tol`` for more than ``n_iter_no_change``
         epochs; the best weights are kept. Otherwise stop when the training
         loss has not improved by ``tol`` for more than ``n_iter_no_change``

@@ -31,9 +31,8 @@ import math
 from functools import partial
 
 import numpy as np
-from scipy.special import expit
 
-from ._kernels import PLAIN_KERNELS
+from ._kernels import PLAIN_KERNELS, logistic_kernel
 
 __all__ = ["ACTIVATIONS", "Network", "Workspace", "build_step", "forward", "loss_and_grad"]
 
@@ -131,13 +130,17 @@ def forward(X, coefs, intercepts, activation, out_activation):
             np.exp(a, out=a)
             a /= a.sum(axis=1, keepdims=True)
         elif out_activation == "logistic":
-            expit(a, out=a)
+            _logistic(a, a)
     return a
 
 
+# Raises NumPy's overflow flag for very negative inputs (harmlessly: the result
+# is 0); forward() runs it under errstate, as train() runs the step.
+_logistic = logistic_kernel(PLAIN_KERNELS)
+
 _HIDDEN_FORWARD = {
     "identity": lambda z: None,
-    "logistic": lambda z: expit(z, out=z),
+    "logistic": lambda z: _logistic(z, z),
     "relu": lambda z: np.maximum(z, 0, out=z),
     "tanh": lambda z: np.tanh(z, out=z),
 }
@@ -217,7 +220,7 @@ def build_step(net, ws, grad, *, alpha=0.0, update=None, kernels=PLAIN_KERNELS):
     # threads backend; np.dot releases it for the whole BLAS call. out= needs a
     # C-contiguous buffer of the exact dtype; transposed operands are views that
     # BLAS reads through its transpose flag, without a copy.
-    dot, add, multiply = k.dot, k.add, k.multiply
+    dot, add = k.dot, k.add
     n = ws.n
     last = len(net.coefs) - 1
     W, b = net.coefs, net.intercepts
@@ -304,10 +307,10 @@ def _hidden_kernels(activation, ws, k):
         apply = [partial(multiply, z, s, out=z) for z, s in zip(Z, S)]
 
     elif activation == "logistic":
-        expit_, S = k.expit, ws.scratch
+        logistic_, S = logistic_kernel(k), ws.scratch
 
         def act(z):
-            expit_(z, out=z)
+            logistic_(z, z)
 
         def logistic_grad(i):  # logistic' = a * (1 - a)
             subtract(1.0, Z[i], out=S[i])
@@ -364,14 +367,14 @@ def _output_kernel(out_activation, ws, k):
             return loss
 
     elif out_activation == "logistic":
-        logaddexp, expit_, asum = k.logaddexp, k.expit, k.sum
+        logaddexp, logistic_, asum = k.logaddexp, logistic_kernel(k), k.sum
 
         def output(z, y, yf):
             # Binary cross-entropy from logits: softplus(z) - y * z, stable for
             # any z, and exact where log(p) of a saturated p would not be.
             logaddexp(0.0, z, out=do)
             loss = (asum(do, axis=None) - dot(yf, zf)) * inv_n
-            expit_(z, out=do)
+            logistic_(z, do)
             subtract(do, y, out=do)
             multiply(do, inv_n, out=do)
             return loss
@@ -407,7 +410,8 @@ def loss_and_grad(net, X, Y, *, alpha=0.0):
     n = X.shape[0]
     grad = np.empty(net.n_params, net.dtype)
     backprop = build_step(net, Workspace(net, n), grad)
-    loss = float(backprop(X, X.T, Y, Y.reshape(-1)))
+    with np.errstate(over="ignore"):  # logistic units: see _kernels.logistic_kernel
+        loss = float(backprop(X, X.T, Y, Y.reshape(-1)))
     if alpha:
         w = net.params[:net.n_coef]
         loss += 0.5 * alpha / n * float(np.dot(w, w))

@@ -2,13 +2,14 @@
 
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context
-from sklearn.metrics import accuracy_score, r2_score
+from sklearn.metrics import r2_score
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import column_or_1d, validate_data
 
 from ._base import BaseMLP
 from ._docs import ATTRIBUTES_DOC, PARAMETERS_DOC
+from ._fit import class_targets
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -42,8 +43,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     def _out_activation(self):
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
 
-    def _is_classifier(self):
-        return True
+    def _n_classes(self):
+        return len(self.classes_)
 
     def _validate_input(self, X, y, *, incremental, reset, dtype):
         X, y = validate_data(self, X, y, multi_output=True, dtype=dtype, order="C", reset=reset)
@@ -82,21 +83,9 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         if y.ndim == 1 and lb.y_type_ in ("multiclass", "binary") and n_classes >= 2:
             if codes is None:
                 codes = np.searchsorted(self.classes_, y)
-            if n_classes == 2:
-                return np.ascontiguousarray((codes == 1).reshape(-1, 1), dtype=dtype)
-            # Built directly: ~10x faster than LabelBinarizer.transform, which
-            # goes through a sparse matrix.
-            Y = np.zeros((y.shape[0], n_classes), dtype=dtype)
-            Y[np.arange(y.shape[0]), codes] = 1
-            return Y
+            # The encoding fit_mlp uses too.
+            return class_targets(codes, n_classes, dtype)
         return np.ascontiguousarray(lb.transform(y), dtype=dtype)
-
-    def _score_output(self, P, Y):
-        """Accuracy of network outputs ``P`` against binarized targets ``Y``."""
-        if not np.isfinite(P).all():
-            return np.nan
-        return accuracy_score(self._label_binarizer.inverse_transform(Y),
-                              self._label_binarizer.inverse_transform(P))
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, classes=None):
@@ -214,8 +203,8 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     def _out_activation(self):
         return "identity"
 
-    def _is_classifier(self):
-        return False
+    def _n_classes(self):
+        return None
 
     def _validate_input(self, X, y, *, incremental, reset, dtype):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=dtype,
@@ -224,12 +213,6 @@ class MLPRegressor(RegressorMixin, BaseMLP):
             y = column_or_1d(y, warn=True)
         Y = np.ascontiguousarray(y.reshape(X.shape[0], -1), dtype=dtype)
         return X, Y
-
-    def _score_output(self, P, Y):
-        """R^2 of network outputs ``P`` against targets ``Y`` (NaN if not finite)."""
-        if not np.isfinite(P).all():
-            return np.nan
-        return r2_score(Y, P)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y):

@@ -10,19 +10,39 @@ divergence (a non-finite minibatch loss stops training at once; recorded in
 """
 
 import math
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
 from ._engine import Workspace, build_step
 from ._kernels import PLAIN_KERNELS, KernelTimer
 
-__all__ = ["STOP_REASONS", "History", "train"]
+__all__ = ["STOP_REASONS", "ConvergenceWarning", "History", "train"]
 
 STOP_REASONS = ("max_iter", "converged", "early_stopping", "max_time", "diverged")
+
+
+class ConvergenceWarning(UserWarning):
+    """max_iter ran out before convergence, in a process without scikit-learn.
+
+    Where scikit-learn is loaded, :func:`train` warns with scikit-learn's own
+    ``ConvergenceWarning`` instead (also a UserWarning), so that the filters
+    users set on it keep working.
+    """
+
+
+def _convergence_warning_category():
+    """scikit-learn's ConvergenceWarning if scikit-learn is loaded, else ours."""
+    # Looked up, never imported: the engine must not pull in scikit-learn (~2 s,
+    # ~100 MB per worker). A filter on scikit-learn's category can only exist
+    # once sklearn.exceptions has been imported (warnings.filterwarnings needs
+    # the class; -W and pytest's filterwarnings import it), so the lookup finds
+    # it whenever such a filter could apply; the estimators always find it.
+    module = sys.modules.get("sklearn.exceptions")
+    return getattr(module, "ConvergenceWarning", ConvergenceWarning)
 
 
 @dataclass
@@ -202,7 +222,7 @@ def train(net, optimizer, X, Y, *, history, rng, batch_size, alpha, shuffle, max
                 warnings.warn(
                     f"Stochastic Optimizer: Maximum iterations ({max_iter}) reached and the "
                     "optimization hasn't converged yet.",
-                    ConvergenceWarning,
+                    _convergence_warning_category(),
                 )
 
     if early_stopping:
