@@ -20,7 +20,7 @@ __all__ = list(_API)
 
 # The function, not the submodule of the same name: importing mlpar.sweep
 # binds the module to this package's attribute, which would shadow the lazy
-# lookup below. Costs ~0.2 s (joblib), which every worker needs anyway.
+# lookup below. It imports NumPy and threadpoolctl, which every worker needs anyway.
 from .sweep import sweep  # noqa: E402
 
 

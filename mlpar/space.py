@@ -15,6 +15,7 @@ those two classes; this module adds what a distributed sweep needs on top:
 """
 
 import hashlib
+import itertools
 import json
 import numbers
 import warnings
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Trial", "expand_space", "trial_key", "trial_seed", "canonical_json"]
+__all__ = ["Trial", "expand_space", "grid_configurations", "trial_key", "trial_seed", "canonical_json"]
 
 # 16 hex digits = 64 bits: collisions are out of reach for any sweep size
 # (birthday bound ~4e9 trials) while keys stay short enough to read in a log.
@@ -238,10 +239,6 @@ def expand_space(space, *, n_iter=None, seeds=1, random_state=0):
     >>> len(trials)
     5
     """
-    # Imported here: scikit-learn is slow to import and worker processes,
-    # which import this package, never expand spaces.
-    from sklearn.model_selection import ParameterGrid, ParameterSampler
-
     if isinstance(seeds, bool) or not isinstance(seeds, numbers.Integral) or seeds < 1:
         raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
     if (
@@ -267,8 +264,12 @@ def expand_space(space, *, n_iter=None, seeds=1, random_state=0):
             "pass n_iter=<number of configurations to sample>"
         )
     if n_iter is None:
-        configs = list(ParameterGrid(grids))
+        configs = list(grid_configurations(grids))
     else:
+        # Imported here: scikit-learn (and SciPy with it) takes ~2 s to import,
+        # which a grid sweep, and every worker, does not need to pay.
+        from sklearn.model_selection import ParameterSampler
+
         sampler = ParameterSampler(grids, n_iter, random_state=int(random_state))
         configs = list(sampler)
 
@@ -296,6 +297,18 @@ def expand_space(space, *, n_iter=None, seeds=1, random_state=0):
             key = trial_key(params, repeat)
             trials.append(Trial(key, params, repeat, trial_seed(random_state, key)))
     return trials
+
+
+def grid_configurations(grids):
+    """Every configuration of a grid (or a list of grids), in ``ParameterGrid``'s order.
+
+    scikit-learn's ``ParameterGrid`` order exactly (names sorted, the last one
+    varying fastest, grids one after another), without importing scikit-learn.
+    """
+    for grid in grids:
+        names = sorted(grid)
+        for values in itertools.product(*(grid[name] for name in names)):
+            yield dict(zip(names, values))
 
 
 def fingerprint(trials):

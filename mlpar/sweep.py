@@ -14,7 +14,6 @@ import warnings
 from collections import deque
 from contextlib import ExitStack
 
-import joblib
 from threadpoolctl import threadpool_limits
 
 from .backends import check_picklable, make_backend
@@ -124,7 +123,10 @@ def sweep(
         strings, lists). For ``processes`` and ``dask`` it is sent to worker
         processes with cloudpickle: it may be a lambda, but must not capture
         locks, open files or connections (checked before anything runs).
-        Return ``{"diverged": True, ...}`` to report a diverged run.
+        Return ``{"diverged": True, ...}`` to report a diverged run. If fn has
+        a ``prepare`` attribute, ``fn.prepare(list_of_params)`` is called once
+        in this process before the first trial (``train_mlp`` builds its data
+        cache there, so that workers only memory-map it).
     space : dict or list of dict
         Parameter names mapped to lists of candidates (a grid) or
         ``scipy.stats`` distributions (random search, needs ``n_iter``); see
@@ -251,6 +253,11 @@ def sweep(
             record = None
         done_keys = {row.key for row in done}
         todo = [(i, t) for i, t in enumerate(trials) if t.key not in done_keys]
+        prepare = getattr(fn, "prepare", None)
+        if todo and callable(prepare):
+            # Once, here, before any worker starts: e.g. train_mlp builds its
+            # data cache, which the workers then only memory-map.
+            prepare([t.params for _, t in todo])
         bar = _Progress(progress, total=len(trials), initial=len(trials) - len(todo))
         stack.callback(bar.close)
         rows = _run(
@@ -262,6 +269,8 @@ def sweep(
 
 def _resolve_blas_threads(blas_threads, backend):
     """Return the BLAS threads per trial, warning when the budget oversubscribes."""
+    import joblib  # here: ~0.1 s to import, which `mlpar --help` and workers need not pay
+
     cores = joblib.cpu_count()
     if blas_threads is None:
         return max(1, cores // backend.n_jobs)

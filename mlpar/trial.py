@@ -14,12 +14,13 @@ with the same values are the same trial.
 from __future__ import annotations
 
 import time
-from .context import trial_deadline
-from .config import resolve_trial_params
-from .data import DATASETS, load_dataset, make_splits
-from .nn import MLPClassifier, MLPRegressor
 
-__all__ = ["train_mlp", "MLPTrial", "build_estimator"]
+from .config import resolve_trial_params
+from .context import trial_deadline
+from .data import DATASETS, load_splits, prepare_splits
+from .nn import fit_mlp
+
+__all__ = ["train_mlp", "MLPTrial", "build_estimator", "prepare_data"]
 
 # The split is the same for every trial of every sweep: trials compare on equal
 # data, and ``seed`` drives only what should vary between repeats (weight init,
@@ -27,23 +28,65 @@ __all__ = ["train_mlp", "MLPTrial", "build_estimator"]
 SPLIT_SEED = 0
 
 
-def build_estimator(settings, *, random_state, max_time=None, instrument=False):
-    """The mlpar estimator a trial trains, from resolved :class:`TrialSettings`."""
+def _model_options(settings):
+    """The engine's options for a trial: the same for fit_mlp and the estimators."""
     m, t = settings.model, settings.train
-    common = dict(
+    return dict(
         hidden_layer_sizes=tuple(m.hidden), activation=m.activation, alpha=m.alpha,
         dtype=m.dtype, solver=t.optimizer, learning_rate_init=t.lr, batch_size=t.batch_size,
         max_iter=t.epochs, momentum=t.momentum, nesterovs_momentum=t.nesterov,
         beta_1=t.beta1, beta_2=t.beta2, epsilon=t.epsilon, early_stopping=t.early_stopping,
-        n_iter_no_change=t.patience, tol=t.tol, random_state=random_state,
-        max_time=max_time, instrument=instrument,
+        n_iter_no_change=t.patience, tol=t.tol,
     )
+
+
+def _split_options(settings):
+    d = settings.data
+    return dict(n_samples=d.n_samples, n_features=d.n_features, n_classes=d.n_classes,
+                noise=d.noise, val_fraction=d.val_fraction, test_fraction=d.test_fraction,
+                random_state=SPLIT_SEED, dtype=settings.model.dtype)
+
+
+def build_estimator(settings, *, random_state, max_time=None, instrument=False):
+    """The scikit-learn estimator equivalent to a trial, from resolved :class:`TrialSettings`.
+
+    Trials themselves train with :func:`mlpar.nn.fit_mlp` (NumPy only); this
+    estimator gives the same model, for use in scikit-learn tools.
+    """
+    from .nn import MLPClassifier, MLPRegressor
+
     task = DATASETS[settings.data.dataset][0]
-    est = MLPClassifier(**common) if task == "classification" else MLPRegressor(**common)
+    cls = MLPClassifier if task == "classification" else MLPRegressor
+    est = cls(**_model_options(settings), random_state=random_state, max_time=max_time,
+              instrument=instrument)
     # A trial trains for a fixed budget on purpose and reports stop_reason;
     # "max_iter reached" is not worth a ConvergenceWarning per trial.
     est._warn_max_iter = False
     return est
+
+
+def prepare_data(params_list):
+    """Build the prepared-data cache for every dataset these trials use, once.
+
+    Called by :func:`mlpar.sweep` in its own process before any trial runs
+    (``train_mlp.prepare``), so that workers only memory-map ready files and
+    never import scikit-learn. Parameters that do not resolve are skipped:
+    that trial reports its own error as a row.
+    """
+    specs = {}
+    for params in params_list:
+        try:
+            settings = resolve_trial_params(params)
+        except (TypeError, ValueError):
+            continue  # the trial itself fails with this message, as a row
+        options = _split_options(settings)
+        specs[(settings.data.dataset, *sorted(options.items()))] = (settings.data.dataset,
+                                                                    options)
+    for name, options in specs.values():
+        try:
+            prepare_splits(name, **options)
+        except (TypeError, ValueError):
+            continue  # e.g. a generator refusing its sizes: reported by the trial
 
 
 def train_mlp(params, seed, *, instrument=False):
@@ -74,49 +117,50 @@ def train_mlp(params, seed, *, instrument=False):
     """
     t0 = time.perf_counter()
     settings = resolve_trial_params(params)
-    d = settings.data
-    dataset = load_dataset(
-        d.dataset, n_samples=d.n_samples, n_features=d.n_features, n_classes=d.n_classes,
-        noise=d.noise, random_state=SPLIT_SEED,
-    )
-    splits = make_splits(dataset, val_fraction=d.val_fraction, test_fraction=d.test_fraction,
-                         random_state=SPLIT_SEED, dtype=settings.model.dtype)
+    # Memory-mapped from the prepared-data cache (built by the sweep's parent).
+    splits = load_splits(settings.data.dataset, **_split_options(settings))
     t1 = time.perf_counter()
 
     deadline = trial_deadline()
-    # Cooperative timeout: the estimator checks its clock between minibatches.
-    max_time = None if deadline is None else max(0.0, deadline - time.monotonic())
-    est = build_estimator(settings, random_state=int(seed), max_time=max_time,
-                          instrument=instrument)
-    est.fit(splits.X_train, splits.y_train)
+    # Cooperative timeout: the engine checks its clock between minibatches.
+    # Past the deadline already: the smallest positive budget, so the engine stops
+    # after one minibatch and the trial is reported late, with its metrics.
+    max_time = None if deadline is None else max(1e-6, deadline - time.monotonic())
+    model = fit_mlp(splits.X_train, splits.y_train, task=splits.task,
+                    **_model_options(settings), random_state=int(seed), max_time=max_time,
+                    instrument=instrument, warn_max_iter=False)
     t2 = time.perf_counter()
 
-    diverged = est.stop_reason_ == "diverged"
+    diverged = model.stop_reason == "diverged"
     if diverged:
         val_score = test_score = float("nan")
     else:
-        val_score = float(est.score(splits.X_val, splits.y_val))
-        test_score = float(est.score(splits.X_test, splits.y_test))
+        val_score = float(model.score(splits.X_val, splits.y_val))
+        test_score = float(model.score(splits.X_test, splits.y_test))
     t3 = time.perf_counter()
 
-    n_params = int(sum(w.size for w in est.coefs_) + sum(b.size for b in est.intercepts_))
+    n_params = int(sum(w.size for w in model.coefs) + sum(b.size for b in model.intercepts))
     metrics = {
         "val_score": val_score,
         "test_score": test_score,
-        "loss": float(est.loss_curve_[-1]) if est.loss_curve_ else float("nan"),
-        "best_loss": float(est.best_loss_) if est.best_loss_ is not None else float("nan"),
-        "epochs": int(est.n_iter_),
-        "stop_reason": est.stop_reason_,
+        "loss": float(model.loss_curve[-1]) if model.loss_curve else float("nan"),
+        "best_loss": float(model.best_loss) if model.best_loss is not None else float("nan"),
+        "epochs": int(model.n_iter),
+        "stop_reason": model.stop_reason,
         "diverged": diverged,
         "n_params": n_params,
         "data_time": t1 - t0,
         "fit_time": t2 - t1,
         "score_time": t3 - t2,
-        "samples_per_s": est.n_iter_ * splits.X_train.shape[0] / max(t2 - t1, 1e-12),
+        "samples_per_s": model.n_iter * splits.X_train.shape[0] / max(t2 - t1, 1e-12),
     }
-    if instrument and est.fit_stats_:
-        metrics.update({f"stats_{k}": v for k, v in est.fit_stats_.items()})
+    if instrument and model.fit_stats:
+        metrics.update({f"stats_{k}": v for k, v in model.fit_stats.items()})
     return metrics
+
+
+# What mlpar.sweep calls in its own process before the first trial.
+train_mlp.prepare = prepare_data
 
 
 class MLPTrial:
@@ -142,6 +186,10 @@ class MLPTrial:
 
     def __call__(self, params, seed):
         return train_mlp({**self.base, **params}, seed, instrument=self.instrument)
+
+    def prepare(self, params_list):
+        """Prepare the data of these trials once (see :func:`prepare_data`)."""
+        prepare_data([{**self.base, **params} for params in params_list])
 
     def __repr__(self):
         return f"MLPTrial({self.base!r})"

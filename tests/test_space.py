@@ -146,3 +146,17 @@ def test_canonical_json():
 def test_errors(space, kwargs, error, message):
     with pytest.raises(error, match=re.escape(message)):
         expand_space(space, **kwargs)
+
+
+@pytest.mark.parametrize("space", [
+    {"lr": [0.1, 0.01], "hidden": [[8], [16, 16]], "alpha": [0.0]},
+    [{"b": [1, 2], "a": ["x", "y", "z"]}, {"c": [True]}, {}],
+    {"z": [3, 1, 2]},
+])
+def test_grid_order_is_scikit_learns(space):
+    from sklearn.model_selection import ParameterGrid
+
+    from mlpar.space import grid_configurations
+
+    grids = space if isinstance(space, list) else [space]
+    assert list(grid_configurations(grids)) == list(ParameterGrid(space))

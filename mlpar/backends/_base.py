@@ -4,7 +4,6 @@ import numbers
 import queue
 from abc import ABC, abstractmethod
 
-import joblib
 
 __all__ = ["Backend", "effective_n_jobs", "check_picklable", "drain"]
 
@@ -33,6 +32,8 @@ def effective_n_jobs(n_jobs, *, default):
             f"n_jobs must be a positive integer, -1 for all cores, or None, got {n_jobs!r}"
         )
     if n_jobs < 0:
+        import joblib  # here: ~0.1 s to import, not needed to name a backend
+
         return max(1, joblib.cpu_count() + 1 + int(n_jobs))
     return int(n_jobs)
 

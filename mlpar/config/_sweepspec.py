@@ -280,7 +280,7 @@ def data_problems(cands):
     ``cands`` maps each data setting to the values it can take, each with the
     label its message names it by (see :func:`candidates`).
     """
-    from ..data import DATASETS  # imported here: data imports scikit-learn
+    from ..data import DATASETS  # imported here: config is loaded before data is needed
 
     found = []
     for dataset, _ in cands.get("dataset", ()):

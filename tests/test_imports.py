@@ -1,0 +1,117 @@
+"""What each entry point imports: a ``sys.modules`` check, never a timing.
+
+A worker that runs ``train_mlp`` needs NumPy, threadpoolctl and mlpar's engine;
+scikit-learn and SciPy cost ~2 s and ~140 MB per interpreter, so they must not
+ride along. Each check runs in a fresh interpreter, because this test process
+has long imported everything.
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+HEAVY = ("sklearn", "scipy", "pandas", "matplotlib")
+
+PROBE = textwrap.dedent("""
+    import json, sys
+    HEAVY = {heavy!r}
+
+    def loaded():
+        return sorted(m for m in HEAVY if m in sys.modules)
+""")
+
+
+def _python(code, *, cwd=None, timeout=240):
+    proc = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY) + code],
+                          capture_output=True, text=True, cwd=cwd, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _cli(argv):
+    return textwrap.dedent(f"""
+        import contextlib, io
+        from mlpar.cli import main
+        with contextlib.redirect_stdout(io.StringIO()):
+            rc = main({argv!r})
+        print(json.dumps({{"rc": rc, "heavy": loaded(),
+                          "joblib": "joblib" in sys.modules}}))
+    """)
+
+
+def test_import_mlpar_loads_no_heavy_library_nor_analysis_or_report():
+    out = _python(textwrap.dedent("""
+        import mlpar
+        print(json.dumps({"heavy": loaded(), "mlpar": sorted(
+            m for m in sys.modules if m.startswith(("mlpar.analysis", "mlpar.report")))}))
+    """))
+    assert out == {"heavy": [], "mlpar": []}
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["info"]])
+def test_light_subcommands_import_no_heavy_library(argv):
+    out = _python(_cli(argv))
+    assert out["rc"] == 0 and out["heavy"] == []
+
+
+def test_help_does_not_import_joblib():
+    assert _python(_cli(["--help"]))["joblib"] is False
+
+
+def test_validate_imports_scipy_only_for_distributions(tmp_path):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("name: g\ndata: {dataset: iris}\nsweep:\n  params: {lr: [0.01, 0.1]}\n")
+    rand = tmp_path / "rand.yaml"
+    rand.write_text("name: r\ndata: {dataset: iris}\nsweep:\n  n_iter: 3\n"
+                    "  params: {lr: {loguniform: [0.0001, 0.1]}}\n")
+    out = _python(_cli(["validate", str(grid)]))
+    assert out["rc"] == 0 and out["heavy"] == []
+    out = _python(_cli(["validate", str(rand)]))
+    assert out["rc"] == 0 and "scipy" in out["heavy"]
+
+
+def test_a_second_run_imports_no_scikit_learn_in_the_parent(tmp_path):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text("name: tiny\ndata: {dataset: digits}\nmodel: {hidden: [8]}\n"
+                   "train: {epochs: 1}\nsweep:\n  params: {lr: [0.01, 0.1]}\n"
+                   "execution: {backend: serial}\n"
+                   f"output: {{folder: {str(tmp_path / 'runs')!r}}}\n")
+    first = _python(_cli(["run", str(cfg), "--no-progress"]))
+    second = _python(_cli(["run", str(cfg), "--no-progress"]))
+    assert first["rc"] == 0 and second["rc"] == 0
+    assert second["heavy"] == []
+
+
+WORKER = textwrap.dedent("""
+    from mlpar import sweep, train_mlp
+
+    def trial(params, seed):
+        metrics = train_mlp(params, seed)
+        return {{"val_score": metrics["val_score"], "heavy": loaded()}}
+
+    result = sweep(trial, {{"dataset": ["digits"], "hidden": [[8]], "epochs": [1],
+                            "lr": [0.01, 0.1]}}, backend={backend!r}, n_jobs=2,
+                   blas_threads=1, progress=False)
+    rows = [r.to_dict() for r in result]
+    print(json.dumps({{"status": [r["status"] for r in rows],
+                      "heavy": [r["metrics"].get("heavy") for r in rows],
+                      "parent": loaded()}}))
+""")
+
+
+@pytest.mark.parametrize("backend", ["processes", "forked", "dask"])
+def test_workers_that_train_import_no_heavy_library(backend):
+    if backend == "dask":
+        pytest.importorskip("distributed")
+    # The data cache is filled by another process first: a cold cache makes
+    # this parent import scikit-learn, and forked workers would inherit it.
+    _python('from mlpar.trial import prepare_data\nprepare_data([{"dataset": "digits"}])\n'
+            'print("{}")')
+    out = _python(WORKER.format(backend=backend))
+    assert out["status"] == ["ok", "ok"]
+    assert out["heavy"] == [[], []]
+    assert out["parent"] == []
