@@ -102,24 +102,16 @@ def train(net, optimizer, X, Y, *, history, rng, batch_size, alpha, shuffle, max
     -------
     Outcome
     """
+    # ~90 lines on purpose: the epoch loop reads better whole, with every
+    # stopping rule (divergence, time, convergence, early stopping) in one place.
     clock = time.perf_counter
     start = clock()
-    n, n_out = Y.shape
-    dt = net.dtype
+    n = Y.shape[0]
     timer = KernelTimer() if instrument else None
     kernels = timer.kernels if instrument else PLAIN_KERNELS
 
-    grad = np.empty(net.n_params, dt)
-    update = optimizer.bind(net.params, grad, net.n_coef, kernels)
-    ws = Workspace(net, batch_size)
-    n_full, rest = divmod(n, batch_size)
-    steps = [build_step(net, ws, grad, alpha=alpha, update=update, kernels=kernels)]
-    if rest:
-        steps.append(build_step(net, ws.head(rest), grad, alpha=alpha, update=update,
-                                kernels=kernels))
-    if instrument:
-        steps = [timer.time_step(s) for s in steps]
-
+    steps = _build_steps(net, optimizer, n, batch_size, alpha=alpha, kernels=kernels,
+                         timer=timer)
     # Shuffling permutes a copy of the data once per epoch (one np.take each
     # for X and Y), so that every minibatch is a contiguous slice: the step
     # then gathers nothing. It costs one copy of the training set.
@@ -128,14 +120,7 @@ def train(net, optimizer, X, Y, *, history, rng, batch_size, alpha, shuffle, max
         perm = np.arange(n)
     else:
         Xs, Ys = X, Y
-    Yf = Ys.reshape(-1)
-    batches = []
-    for start_row in range(0, n, batch_size):
-        stop_row = min(start_row + batch_size, n)
-        xb = Xs[start_row:stop_row]
-        batches.append((steps[stop_row - start_row != batch_size], xb, xb.T,
-                        Ys[start_row:stop_row], Yf[start_row * n_out:stop_row * n_out],
-                        stop_row - start_row))
+    batches = _batches(Xs, Ys, steps, batch_size)
 
     early_stopping = scorer is not None
     best_params = net.params.copy() if early_stopping else None
@@ -143,7 +128,6 @@ def train(net, optimizer, X, Y, *, history, rng, batch_size, alpha, shuffle, max
     n_iter = n_steps = seen_total = 0
     loss = math.nan
     stop_reason = "max_iter"
-    isfinite = math.isfinite
 
     # Divergence is detected from the loss and recorded in stop_reason; the
     # overflow warnings NumPy would emit on the way there are noise.
@@ -158,21 +142,8 @@ def train(net, optimizer, X, Y, *, history, rng, batch_size, alpha, shuffle, max
                 np.take(Y, perm, axis=0, out=Ys, mode="clip")
                 shuffle_time += clock() - t0
 
-            total = 0.0
-            seen = 0
-            cut = None
-            for step, xb, xt, yb, yf, nb in batches:
-                batch_loss = step(xb, xt, yb, yf)
-                total += batch_loss * nb
-                seen += nb
-                n_steps += 1
-                if not isfinite(batch_loss):
-                    cut = "diverged"
-                    break
-                if deadline is not None and clock() > deadline:
-                    cut = "max_time"
-                    break
-
+            total, seen, steps_done, cut = _epoch(batches, deadline)
+            n_steps += steps_done
             n_iter += 1
             seen_total += seen
             history.t += seen
@@ -191,23 +162,12 @@ def train(net, optimizer, X, Y, *, history, rng, batch_size, alpha, shuffle, max
                 t0 = clock()
                 score = scorer()
                 eval_time += clock() - t0
-                history.validation_scores.append(score)
                 if verbose:
                     print(f"Validation score: {score:f}")
-                if score < history.best_validation_score + tol:
-                    history.no_improvement_count += 1
-                else:
-                    history.no_improvement_count = 0
-                if score > history.best_validation_score:
-                    history.best_validation_score = score
+                if _record_score(history, score, tol):
                     np.copyto(best_params, net.params)
             else:
-                if loss > history.best_loss - tol:
-                    history.no_improvement_count += 1
-                else:
-                    history.no_improvement_count = 0
-                if loss < history.best_loss:
-                    history.best_loss = loss
+                _record_loss(history, loss, tol)
 
             if history.no_improvement_count > n_iter_no_change:
                 stop_reason = "early_stopping" if early_stopping else "converged"
@@ -222,7 +182,7 @@ def train(net, optimizer, X, Y, *, history, rng, batch_size, alpha, shuffle, max
                 warnings.warn(
                     f"Stochastic Optimizer: Maximum iterations ({max_iter}) reached and the "
                     "optimization hasn't converged yet.",
-                    _convergence_warning_category(),
+                    _convergence_warning_category(), stacklevel=2,
                 )
 
     if early_stopping:
@@ -236,3 +196,69 @@ def train(net, optimizer, X, Y, *, history, rng, batch_size, alpha, shuffle, max
         stats.update(train_time=clock() - start, shuffle_time=shuffle_time, eval_time=eval_time)
     return Outcome(n_iter=n_iter, loss=loss, stop_reason=stop_reason, n_steps=n_steps,
                    n_samples_seen=seen_total, stats=stats)
+
+
+def _epoch(batches, deadline):
+    """One pass over the minibatches: (loss sum, samples, steps, None or why it stopped)."""
+    clock, isfinite = time.perf_counter, math.isfinite
+    total = 0.0
+    seen = steps = 0
+    for step, xb, xt, yb, yf, nb in batches:
+        batch_loss = step(xb, xt, yb, yf)
+        total += batch_loss * nb
+        seen += nb
+        steps += 1
+        if not isfinite(batch_loss):
+            return total, seen, steps, "diverged"
+        if deadline is not None and clock() > deadline:
+            return total, seen, steps, "max_time"
+    return total, seen, steps, None
+
+
+def _build_steps(net, optimizer, n, batch_size, *, alpha, kernels, timer):
+    """The training step for a full minibatch and, if ``n`` leaves a rest, a short one."""
+    grad = np.empty(net.n_params, net.dtype)
+    update = optimizer.bind(net.params, grad, net.n_coef, kernels)
+    ws = Workspace(net, batch_size)
+    steps = [build_step(net, ws, grad, alpha=alpha, update=update, kernels=kernels)]
+    if n % batch_size:
+        steps.append(build_step(net, ws.head(n % batch_size), grad, alpha=alpha,
+                                update=update, kernels=kernels))
+    return [timer.time_step(s) for s in steps] if timer is not None else steps
+
+
+def _batches(Xs, Ys, steps, batch_size):
+    """Per minibatch: its step, X and X.T views, Y and flat Y views, and its size."""
+    n, n_out = Ys.shape
+    Yf = Ys.reshape(-1)
+    batches = []
+    for start_row in range(0, n, batch_size):
+        stop_row = min(start_row + batch_size, n)
+        xb = Xs[start_row:stop_row]
+        batches.append((steps[stop_row - start_row != batch_size], xb, xb.T,
+                        Ys[start_row:stop_row], Yf[start_row * n_out:stop_row * n_out],
+                        stop_row - start_row))
+    return batches
+
+
+def _record_score(history, score, tol):
+    """Early stopping's bookkeeping for one validation score; True if it is the best yet."""
+    history.validation_scores.append(score)
+    if score < history.best_validation_score + tol:
+        history.no_improvement_count += 1
+    else:
+        history.no_improvement_count = 0
+    if score > history.best_validation_score:
+        history.best_validation_score = score
+        return True
+    return False
+
+
+def _record_loss(history, loss, tol):
+    """Convergence bookkeeping for one epoch's training loss (scikit-learn's rule)."""
+    if loss > history.best_loss - tol:
+        history.no_improvement_count += 1
+    else:
+        history.no_improvement_count = 0
+    if loss < history.best_loss:
+        history.best_loss = loss
