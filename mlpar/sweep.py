@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from threadpoolctl import threadpool_limits
 
 from .backends import check_picklable, make_backend
-from .backends._execute import TrialRunner
+from .backends._execute import StackTask, TrialRunner
 from .results import Journal, SweepResult, TrialRow
 from .space import expand_space, fingerprint
 
@@ -78,6 +78,46 @@ class _Progress:
             self._bar.close()
 
 
+def _check_stack(fn, stack):
+    """The stack size to use: 1 (no stacking), an int, or what ``auto`` decides."""
+    if stack is None:
+        return 1
+    stackable = callable(getattr(fn, "stack_key", None)) and callable(
+        getattr(fn, "run_stack", None))
+    if stack == "auto":
+        # fn says how many of its trials pay to stack (train_mlp: measured rule);
+        # without the two hooks, trials simply run one by one.
+        choose = getattr(fn, "auto_stack", None)
+        return int(choose()) if stackable and callable(choose) else 1
+    if isinstance(stack, bool) or not isinstance(stack, numbers.Integral) or stack < 1:
+        raise ValueError(f"stack must be a positive integer, 'auto' or None, got {stack!r}")
+    if stack > 1 and not stackable:
+        raise TypeError(
+            f"stack={stack} needs a trial function with fn.stack_key(params) and "
+            f"fn.run_stack([(params, seed), ...]) (train_mlp and MLPTrial have them); "
+            f"{_callable_name(fn)} has not; use stack=None or 'auto'")
+    return int(stack)
+
+
+def _units(fn, todo, stack):
+    """``todo`` as units of work: single trials, and stacks of up to ``stack`` trials.
+
+    Trials stack when ``fn.stack_key`` gives them the same (non-None) key;
+    the order of the space is kept within and between units.
+    """
+    if stack <= 1:
+        return [[item] for item in todo]
+    groups = {}
+    for item in todo:
+        key = fn.stack_key(item[1].params)
+        groups.setdefault(("solo", item[1].key) if key is None else ("stack", key),
+                          []).append(item)
+    units = []
+    for group in groups.values():
+        units += [group[i:i + stack] for i in range(0, len(group), stack)]
+    return sorted(units, key=lambda unit: unit[0][0])
+
+
 def _check_options(fn, *, timeout, retries, error_score, blas_threads, journal, resume, progress):
     """Raise TypeError/ValueError for malformed sweep options."""
     if not callable(fn):
@@ -107,7 +147,7 @@ def _check_options(fn, *, timeout, retries, error_score, blas_threads, journal, 
 def sweep(
     fn, space, *, backend="serial", n_jobs=None, blas_threads=None, n_iter=None,
     seeds=1, random_state=0, timeout=None, retries=0, error_score=math.nan,
-    journal=None, resume=False, progress=None, address=None,
+    journal=None, resume=False, progress=None, address=None, stack=None,
 ):
     """Run ``fn`` on every trial of a search space, in parallel, and collect the results.
 
@@ -185,6 +225,19 @@ def sweep(
     address : str or distributed.Client, default=None
         Dask only: the scheduler to use. None starts a private
         ``LocalCluster`` on 127.0.0.1 and closes it afterwards.
+    stack : int, 'auto' or None, default=None
+        Train up to ``stack`` compatible trials as one batched computation
+        (one task on any backend), paying Python's per-call overhead once for
+        all of them. fn opts in with ``fn.stack_key(params)`` (a hashable key,
+        equal for trials that can stack, or None) and
+        ``fn.run_stack([(params, seed), ...])`` (one metrics dict per trial);
+        ``'auto'`` asks ``fn.auto_stack()`` and runs unstacked without the
+        hooks. Rows, seeds, keys, resume and retries are as without stacking
+        (each row records ``stack_id`` and ``stack_size``). Timeouts stay per
+        trial: a stack of K trials gets K x ``timeout``, the time they would
+        have had one after another. A stack that fails as a whole (an
+        exception, a crash, a timeout) is re-run one trial at a time, so a bad
+        trial costs only itself.
 
     Returns
     -------
@@ -233,6 +286,7 @@ def sweep(
         fn, timeout=timeout, retries=retries, error_score=error_score,
         blas_threads=blas_threads, journal=journal, resume=resume, progress=progress,
     )
+    stack_size = _check_stack(fn, stack)
     runner_backend = make_backend(backend, n_jobs=n_jobs, address=address)
     if runner_backend.uses_processes:
         check_picklable(fn, backend=backend)
@@ -261,8 +315,9 @@ def sweep(
         bar = _Progress(progress, total=len(trials), initial=len(trials) - len(todo))
         stack.callback(bar.close)
         rows = _run(
-            runner_backend, fn, todo, journal=record, bar=bar, blas_threads=blas_threads,
-            timeout=timeout, retries=int(retries), error_score=error_score, info=info,
+            runner_backend, fn, _units(fn, todo, stack_size), journal=record, bar=bar,
+            blas_threads=blas_threads, timeout=timeout, retries=int(retries),
+            error_score=error_score, info=info,
         ) if todo else []
     return SweepResult(done + rows, info=info, wall_time=time.perf_counter() - t0)
 
@@ -286,8 +341,9 @@ def _resolve_blas_threads(blas_threads, backend):
     return int(blas_threads)
 
 
-def _run(backend, fn, todo, *, journal, bar, blas_threads, timeout, retries, error_score, info):
-    """Run ``todo`` on ``backend``; return the final rows, journaled as they finish."""
+def _run(backend, fn, units, *, journal, bar, blas_threads, timeout, retries, error_score,
+         info):
+    """Run the units of work on ``backend``; return the final rows, journaled as they finish."""
     try:
         backend.open()
         with ExitStack() as limits:
@@ -302,7 +358,7 @@ def _run(backend, fn, todo, *, journal, bar, blas_threads, timeout, retries, err
             )
             backend.start(runner, blas_threads=blas)
             rows = _schedule(
-                backend, todo, journal=journal, bar=bar, retries=retries,
+                backend, units, journal=journal, bar=bar, retries=retries,
                 error_score=error_score, blas=blas, limits=limits if in_process else None,
             )
     except BaseException:
@@ -314,41 +370,56 @@ def _run(backend, fn, todo, *, journal, bar, blas_threads, timeout, retries, err
     return rows
 
 
-def _schedule(backend, todo, *, journal, bar, retries, error_score, blas, limits):
-    """Keep ``backend`` busy until every trial of ``todo`` has a final row."""
+def _schedule(backend, units, *, journal, bar, retries, error_score, blas, limits):
+    """Keep ``backend`` busy until every trial of ``units`` has a final row."""
     rows = []
-    pending = deque((index, trial, 1) for index, trial in todo)
+    # A unit: [(index, trial, attempt), ...]; one item, or a stack of several.
+    pending = deque([(index, trial, 1) for index, trial in unit] for unit in units)
     running, next_id, refreshes = {}, 0, 0
     while pending or running:
         while pending and len(running) < backend.capacity:
-            running[next_id] = pending.popleft()
-            backend.submit(next_id, running[next_id][1])
+            unit = running[next_id] = pending.popleft()
+            backend.submit(next_id, unit[0][1] if len(unit) == 1 else StackTask(
+                [trial for _, trial, _ in unit], _stack_id(unit)))
             next_id += 1
         bar.update(running=len(running))
         for job_id, outcome in backend.wait():
-            index, trial, attempt = running.pop(job_id)
-            exception = outcome.pop("exception", None)
-            row = TrialRow(
-                key=trial.key, index=index, params=trial.params, repeat=trial.repeat,
-                seed=trial.seed, attempts=attempt, backend=backend.name,
-                n_jobs=backend.n_jobs, blas_threads=blas, **outcome,
-            )
-            if row.status in RETRYABLE and attempt <= retries:
-                pending.append((index, trial, attempt + 1))
+            unit = running.pop(job_id)
+            if len(unit) > 1 and not isinstance(outcome, list):
+                # The stack failed as a whole: its trials go again, one by one.
+                pending.extendleft([item] for item in reversed(unit))
                 continue
-            if journal is not None:
-                journal.append(row)
-            rows.append(row)
-            bar.update(finished=row, running=len(running))
-            if error_score == "raise" and row.status in RETRYABLE:
-                _raise_for(row, exception)
-            if (
-                limits is not None and refreshes < _MAX_BUDGET_REFRESHES
-                and row.blas_threads_seen not in (None, blas)
-            ):
-                refreshes += 1
-                limits.enter_context(threadpool_limits(limits=blas))
+            outcomes = outcome if len(unit) > 1 else [outcome]
+            stack = {"stack_id": _stack_id(unit), "stack_size": len(unit)} if len(unit) > 1 \
+                else {}
+            for (index, trial, attempt), result in zip(unit, outcomes):
+                exception = result.pop("exception", None)
+                row = TrialRow(
+                    key=trial.key, index=index, params=trial.params, repeat=trial.repeat,
+                    seed=trial.seed, attempts=attempt, backend=backend.name,
+                    n_jobs=backend.n_jobs, blas_threads=blas, **result, **stack,
+                )
+                if row.status in RETRYABLE and attempt <= retries:
+                    pending.append([(index, trial, attempt + 1)])
+                    continue
+                if journal is not None:
+                    journal.append(row)
+                rows.append(row)
+                bar.update(finished=row, running=len(running))
+                if error_score == "raise" and row.status in RETRYABLE:
+                    _raise_for(row, exception)
+                if (
+                    limits is not None and refreshes < _MAX_BUDGET_REFRESHES
+                    and row.blas_threads_seen not in (None, blas)
+                ):
+                    refreshes += 1
+                    limits.enter_context(threadpool_limits(limits=blas))
     return rows
+
+
+def _stack_id(unit):
+    """A stack's id: its first trial's key and its size (stable across backends)."""
+    return f"{unit[0][1].key}x{len(unit)}"
 
 
 def _raise_for(row, exception):

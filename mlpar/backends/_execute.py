@@ -20,7 +20,7 @@ from threadpoolctl import ThreadpoolController
 from ..context import _deadline_scope
 from ..space import _jsonable
 
-__all__ = ["TrialRunner", "OUTCOME_FIELDS", "make_outcome"]
+__all__ = ["TrialRunner", "StackTask", "OUTCOME_FIELDS", "make_outcome"]
 
 #: The fields of a row that the worker fills in; the sweep adds the others.
 OUTCOME_FIELDS = (
@@ -28,6 +28,25 @@ OUTCOME_FIELDS = (
     "wall_time", "cpu_time", "started_at", "ended_at",
     "pid", "thread_name", "thread_id", "blas_threads_seen",
 )
+
+
+class StackTask:
+    """Trials trained together as one task by ``fn.run_stack`` (see ``sweep(stack=)``).
+
+    Backends treat it as one trial: one job, one worker, one outcome. Its
+    ``timeout_scale`` (the number of trials) stretches the trial timeout to
+    the time the trials would have had one after another.
+    """
+
+    __slots__ = ("trials", "stack_id")
+
+    def __init__(self, trials, stack_id):
+        self.trials = tuple(trials)
+        self.stack_id = stack_id
+
+    @property
+    def timeout_scale(self):
+        return len(self.trials)
 
 
 def make_outcome(status, **fields):
@@ -82,6 +101,8 @@ class TrialRunner:
         self.limit_threads = limit_threads
 
     def __call__(self, trial):
+        if isinstance(trial, StackTask):
+            return self._run_stack(trial)
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         thread = threading.current_thread()
         started_at = time.time()
@@ -125,6 +146,56 @@ class TrialRunner:
         if self.keep_exception:
             outcome["exception"] = error
         return outcome
+
+
+    def _run_stack(self, task):
+        """Outcomes of a stack's trials (a list), or one failed outcome for the whole stack.
+
+        A stack that raises, returns the wrong number of results or runs past
+        its stretched deadline fails as a whole; the sweep then runs its trials
+        one by one, so a bad trial costs only itself.
+        """
+        run_stack = self.fn.run_stack
+        timeout = None if self.timeout is None else self.timeout * task.timeout_scale
+        deadline = None if timeout is None else time.monotonic() + timeout
+        thread = threading.current_thread()
+        started_at = time.time()
+        t0, c0 = time.perf_counter(), time.thread_time()
+        results, error, tb = None, None, None
+        with ExitStack() as stack:
+            stack.enter_context(_deadline_scope(deadline))
+            if self.limit_threads and self.blas_threads is not None:
+                stack.enter_context(_threadpools(len(sys.modules)).limit(limits=self.blas_threads))
+            try:
+                results = run_stack([(copy.deepcopy(t.params), t.seed) for t in task.trials])
+                if not isinstance(results, (list, tuple)) or len(results) != len(task.trials):
+                    raise TypeError(f"fn.run_stack must return one metrics dict per trial "
+                                    f"({len(task.trials)}), got {type(results).__name__}")
+                results = [_clean_metrics(r) for r in results]
+            except (Exception, SystemExit) as exc:
+                error, tb = exc, traceback.format_exc()
+            seen = _blas_threads_seen()
+        wall_time = time.perf_counter() - t0
+        cpu_time = time.thread_time() - c0
+        common = dict(wall_time=wall_time, cpu_time=cpu_time, started_at=started_at,
+                      ended_at=started_at + wall_time, pid=os.getpid(),
+                      thread_name=thread.name, thread_id=threading.get_native_id(),
+                      blas_threads_seen=seen)
+        late = deadline is not None and time.monotonic() > deadline
+        if error is not None or late:
+            return make_outcome("failed" if error is not None else "timeout",
+                                error_type=type(error).__name__ if error else "TimeoutError",
+                                error_message=str(error) if error else
+                                f"stack past its timeout of {timeout:g} s", traceback=tb,
+                                **common)
+        # Each trial's share of the stack's time, so that sums over rows stay honest.
+        common.update(wall_time=wall_time / len(results), cpu_time=cpu_time / len(results))
+        outcomes = []
+        for metrics in results:
+            message = _divergence(metrics)
+            outcomes.append(make_outcome("ok" if message is None else "diverged",
+                                         metrics=metrics, error_message=message, **common))
+        return outcomes
 
 
 @functools.lru_cache(maxsize=1)

@@ -39,6 +39,10 @@ class TrialRow:
     blas_threads_seen : int or None
         The largest thread count among the BLAS libraries loaded in the
         worker, read while the trial ran; None if no BLAS was loaded.
+    stack_id, stack_size : str or None, int or None
+        For a trial trained in a stack (``sweep(stack=)``): the stack's id and
+        its number of trials; ``wall_time`` and ``cpu_time`` are then this
+        trial's share of the stack's. None when trained alone.
     """
 
     key: str
@@ -63,6 +67,8 @@ class TrialRow:
     n_jobs: int | None = None
     blas_threads: int | None = None
     blas_threads_seen: int | None = None
+    stack_id: str | None = None
+    stack_size: int | None = None
 
     def to_dict(self):
         """Return the row as a JSON-ready dict."""
