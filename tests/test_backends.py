@@ -14,9 +14,18 @@ from threadpoolctl import threadpool_info
 
 from mlpar import backends
 from mlpar.backends import available_backends, effective_n_jobs, make_backend, register_backend
+from mlpar.backends._execute import TrialRunner
 from mlpar.backends._local import ThreadBackend
-from mlpar.space import trial_seed
+from mlpar.backends._process import _THREAD_ENV_VARS, ProcessBackend
+from mlpar.space import Trial, trial_seed
 from mlpar.sweep import sweep
+
+# The process that imported this module: a fork server preloads it, so its
+# workers report the server's pid here, not their own.
+IMPORTED_IN = os.getpid()
+FORKSERVER = pytest.mark.skipif(
+    ProcessBackend._launcher != "forkserver", reason="processes starts workers with loky here"
+)
 
 # "forked" (the processes backend started by fork) exists where os.fork does.
 PARALLEL = ["threads", "processes", "dask", *(["forked"] if hasattr(os, "fork") else [])]
@@ -171,6 +180,60 @@ def test_rows_report_the_blas_threads_seen(request, backend):
     assert {(r.blas_threads, r.blas_threads_seen) for r in result} == {(1, 1)}
     # The in-process limit is lifted after the sweep.
     assert threadpool_info() == before
+
+
+def worker_report(params, seed):
+    """What a worker process has: its BLAS threads, thread variables, parent, imports."""
+    if params.get("say"):
+        print(params["say"], flush=True)
+    blas = {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+    return {
+        "blas": sorted(blas), "env": sorted({os.environ.get(v) for v in _THREAD_ENV_VARS}),
+        "pid": os.getpid(), "ppid": os.getppid(), "imported_in": IMPORTED_IN,
+    }
+
+
+@pytest.mark.parametrize("blas_threads", [1, 2])
+def test_a_worker_has_the_sweeps_blas_threads_before_any_limit(blas_threads):
+    if blas_threads > joblib.cpu_count():
+        pytest.skip("needs 2 cores to give a worker 2 BLAS threads")
+    backend = make_backend("processes", n_jobs=1)
+    backend.open()
+    # limit_threads=False: what the worker has on its own, without the
+    # threadpoolctl limit the sweep applies around each trial.
+    runner = TrialRunner(worker_report, blas_threads=blas_threads, limit_threads=False)
+    backend.start(runner, blas_threads=blas_threads)
+    try:
+        backend.submit(0, Trial(key="k", params={}, repeat=0, seed=0))
+        [(job_id, outcome)] = backend.wait()
+    finally:
+        backend.close()
+    assert outcome["status"] == "ok", outcome["traceback"]
+    assert outcome["metrics"]["blas"] == [blas_threads]
+    # ... and libraries that load later find the same count in the environment.
+    assert outcome["metrics"]["env"] == [str(blas_threads)]
+
+
+@FORKSERVER
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads threads from /proc")
+def test_processes_workers_fork_from_one_preloaded_server_per_environment(request):
+    first = run(request, "processes", fn=worker_report, space={"x": [1, 2, 3]}, blas_threads=1)
+    again = run(request, "processes", fn=worker_report, space={"x": [1, 2]}, blas_threads=1)
+    servers = {r.metrics["ppid"] for r in [*first, *again]}
+    assert len(servers) == 1, "one server, reused by the next sweep"
+    server = servers.pop()
+    assert server != os.getpid(), "workers are not forked from the sweep's process"
+    assert {r.metrics["imported_in"] for r in first} == {server}, "fn's module was preloaded"
+    # Single-threaded (with one BLAS thread, not even an OpenBLAS pool).
+    assert len(os.listdir(f"/proc/{server}/task")) == 1
+    # Another thread count is another environment: BLAS loads under it in its own server.
+    other = run(request, "processes", fn=worker_report, space={"x": [1]}, n_jobs=1, blas_threads=2)
+    assert other[0].metrics["ppid"] not in (server, os.getpid())
+
+
+def test_processes_workers_print_to_the_sweeps_stdout(request, capfd):
+    run(request, "processes", fn=worker_report, space={"say": ["hello from a worker"]})
+    assert "hello from a worker" in capfd.readouterr().out
 
 
 @pytest.mark.skipif(joblib.cpu_count() < 2, reason="needs 2 cores to give a worker 2 BLAS threads")

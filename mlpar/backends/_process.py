@@ -1,4 +1,4 @@
-"""The processes backend: a small pool of loky worker processes, one trial each.
+"""The processes backend: a small pool of worker processes, one trial each.
 
 Why not ``joblib.Parallel(backend="loky")`` or a ``ProcessPoolExecutor``:
 when one of their workers dies, the whole executor breaks and every trial in
@@ -9,21 +9,32 @@ which trial each worker runs. A worker that dies costs exactly its own trial
 (``crashed``); a trial past ``timeout`` + grace gets its worker killed
 (``timeout``); in both cases a fresh worker takes the next trial.
 
-Workers are started with loky's process launcher (the one joblib uses): it
-does not re-import the caller's ``__main__`` (no ``if __name__ ==
-"__main__"`` guard needed) and lets us set each worker's environment, so
-BLAS/OpenMP thread variables are in place before any library loads.
+How workers start (``ProcessBackend._launcher``):
+
+- ``"forkserver"`` (POSIX systems but macOS, the default): forked from a fork
+  server, a fresh single-threaded interpreter that has already imported
+  NumPy, threadpoolctl, the trial runner, :mod:`mlpar.trial` and the modules
+  fn's pickle names; one server per environment, so BLAS loads there under
+  the sweep's thread variables (see :mod:`mlpar.backends._forkserver`, and
+  why not multiprocessing's own). A worker is ready in milliseconds.
+- ``"loky"`` (Windows, macOS): a fresh interpreter per worker from loky's
+  launcher (joblib's), which does not re-import the caller's ``__main__``
+  and sets the thread variables before any library loads. About a second.
+- ``"fork"`` (:class:`ForkProcessBackend`): ``fork()`` of the sweep's own process.
 """
 
 import os
 import pickle
+import pickletools
 import signal
+import sys
 import threading
 import time
 from contextlib import suppress
 from multiprocessing import Pipe
 from multiprocessing.connection import wait as wait_for
 
+from . import _forkserver
 from ._base import Backend, cloudpickle_module
 
 __all__ = ["ProcessBackend", "ForkProcessBackend", "kill_grace"]
@@ -35,11 +46,18 @@ _THREAD_ENV_VARS = (
     "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",
 )
 
-
 # Workers dying before they acknowledge a trial, in a row, before the sweep
 # gives up: a module that crashes the interpreter on import would otherwise
 # respawn workers forever.
 _MAX_EARLY_DEATHS = 5
+
+# macOS: forking a process that loaded Apple's frameworks (NumPy's Accelerate)
+# is unsupported by Apple, which is why spawn is Python's default there.
+_DEFAULT_LAUNCHER = "forkserver" if hasattr(os, "fork") and sys.platform != "darwin" else "loky"
+
+# Imported by every fork server before its first fork. NumPy first: its BLAS
+# then loads under the server's thread variables.
+_PRELOAD = ("numpy", "threadpoolctl", "mlpar.backends._execute", "mlpar.trial")
 
 
 def kill_grace(timeout):
@@ -59,15 +77,15 @@ def _watch_parent(parent_pid):
             os._exit(1)
 
 
-def _worker_main(conn, payload, parent_pid):
-    """Worker process body: load the runner, then run the trials sent down ``conn``."""
+def _serve_trials(conn, payload):
+    """Load the runner from ``payload``, then run the trials sent down ``conn``."""
     # Ctrl-C in a terminal reaches the whole process group; the sweep's
     # process decides what happens and kills its workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     try:
-        # Bytes the parent sweep pickled for this worker and passed at start-up
-        # (in memory, through the process launcher): never read from a file.
+        # Bytes the parent sweep pickled for this worker, passed in memory
+        # (the process launcher's arguments or the worker's own pipe), never
+        # read from a file.
         runner = pickle.loads(payload)
     except BaseException:
         import traceback
@@ -86,10 +104,46 @@ def _worker_main(conn, payload, parent_pid):
         conn.send(("done", job_id, runner(trial)))
 
 
+def _worker_main(conn, payload, parent_pid):
+    """Body of a loky-started worker: watch the sweep, then serve trials."""
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    _serve_trials(conn, payload)
+
+
 def _forked_main(conn, payload, parent_pid, env):
     """Body of a forked worker: its thread settings first, then as any worker."""
     os.environ.update(env)  # for libraries first loaded in the worker
     _worker_main(conn, payload, parent_pid)
+
+
+def _forkserver_main(conn):
+    """Body of a worker from a fork server (which watches the sweep): payload first."""
+    try:
+        payload = conn.recv_bytes()
+    except (EOFError, OSError):
+        return
+    _serve_trials(conn, payload)
+
+
+def _modules_named_in(payload):
+    """Modules, importable by name and imported here, that ``payload`` names.
+
+    A pickle names the module of each function and class it refers to by
+    reference (fn's own among them), and cloudpickle the modules a by-value
+    function uses, as strings. Read from its opcodes, nothing unpickled; a
+    stray string that happens to name a loaded module only preloads it.
+    """
+    names = set()
+    for op, arg, _ in pickletools.genops(payload):
+        if op.name == "GLOBAL":
+            names.add(arg.split(" ", 1)[0])
+        elif isinstance(arg, str) and "UNICODE" in op.name:
+            names.add(arg)
+    return {
+        name for name in names
+        if name not in ("__main__", "__mp_main__")
+        and getattr(sys.modules.get(name), "__spec__", None) is not None
+    }
 
 
 class _Worker:
@@ -101,6 +155,22 @@ class _Worker:
         self.job = None  # (job_id, trial) while busy
         self.started = None  # monotonic time its trial started, once acknowledged
         self.started_at = None  # the same, wall clock
+
+
+def _send(conn, message):
+    """Send ``message``; False if the worker at the other end is gone."""
+    try:
+        conn.send(message)
+    except OSError:
+        return False
+    return True
+
+
+def _release(worker):
+    """Close the sweep's ends of ``worker``'s pipe (and status pipe)."""
+    worker.conn.close()
+    if isinstance(worker.process, _forkserver.ServerProcess):
+        worker.process.release()
 
 
 def _hard_kill(process):
@@ -153,17 +223,18 @@ class ProcessBackend(Backend):
 
     Each worker runs one trial at a time with ``blas_threads`` BLAS/OpenMP
     threads. ``fn`` travels by cloudpickle (lambdas work; locks and open
-    files do not). Workers start lazily and are reused across trials.
+    files do not). Workers start lazily, pre-loaded where a fork server
+    can start them (see the module docstring), and are reused across trials.
     """
 
     uses_processes = True
     supports_timeout_kill = True
     isolates_crashes = True
+    #: How workers start: "forkserver", "loky" or "fork" (see the module
+    #: docstring). Private: benchmarks compare launchers through subclasses.
+    _launcher = _DEFAULT_LAUNCHER
 
     def start(self, runner, *, blas_threads):
-        from joblib.externals.loky.backend.context import get_context
-
-        self._context = get_context("loky")
         self._payload = cloudpickle_module().dumps(runner)
         self._timeout = runner.timeout
         self._env = {name: str(blas_threads) for name in _THREAD_ENV_VARS}
@@ -171,30 +242,64 @@ class ProcessBackend(Backend):
         self._busy = []
         self._n_spawned = 0
         self._early_deaths = 0
+        if self._launcher == "forkserver":
+            self._modules = sorted(_modules_named_in(self._payload) - set(_PRELOAD))
+        elif self._launcher == "loky":
+            from joblib.externals.loky.backend.context import get_context
+
+            self._context = get_context("loky")
+        else:
+            import multiprocessing
+
+            self._context = multiprocessing.get_context("fork")
+
+    def _start_process(self, child_conn):
+        """Start one worker on the child end of its pipe; return its process."""
+        name = f"mlpar-worker-{self._n_spawned}"
+        if self._launcher == "forkserver":
+            # The sweep's environment as it is now, with its thread settings:
+            # the server for it has loaded BLAS under these very variables.
+            env = {**os.environ, **self._env}
+            return _forkserver.spawn(child_conn, env=env, preload=_PRELOAD,
+                                     modules=self._modules, target=_forkserver_main)
+        if self._launcher == "loky":
+            args = (child_conn, self._payload, os.getpid())
+            process = self._context.Process(
+                target=_worker_main, args=args, env=self._env, name=name
+            )
+        else:
+            args = (child_conn, self._payload, os.getpid(), self._env)
+            process = self._context.Process(target=_forked_main, args=args, name=name)
+        process.start()
+        return process
 
     def _spawn(self):
         parent_conn, child_conn = Pipe()
-        process = self._context.Process(
-            target=_worker_main,
-            args=(child_conn, self._payload, os.getpid()),
-            env=self._env,
-            name=f"mlpar-worker-{self._n_spawned}",
-        )
+        try:
+            process = self._start_process(child_conn)
+        finally:
+            child_conn.close()
         self._n_spawned += 1
-        process.start()
-        child_conn.close()
+        if isinstance(process, _forkserver.ServerProcess):
+            # Sent down its own pipe, so a large fn (one that captured data)
+            # never passes through the server. A worker that died before
+            # reading it shows as an early death in _collect.
+            with suppress(OSError):
+                parent_conn.send_bytes(self._payload)
         return _Worker(process, parent_conn)
 
     def submit(self, job_id, trial):
-        worker = self._idle.pop() if self._idle else self._spawn()
-        try:
-            worker.conn.send((job_id, trial))
-        except OSError:
+        worker = self._idle.pop() if self._idle else None
+        if worker is not None and not _send(worker.conn, (job_id, trial)):
             # It died while idle (an OOM killer, a stray signal): not this
             # trial's fault, so it simply goes to a fresh worker.
             self._discard(worker, kill=True)
+            worker = None
+        if worker is None:
             worker = self._spawn()
-            worker.conn.send((job_id, trial))
+            # A fresh worker that cannot take it died starting up: _collect
+            # sees it exit unacknowledged, counts it and resubmits the trial.
+            _send(worker.conn, (job_id, trial))
         worker.job = (job_id, trial)
         worker.started = worker.started_at = None
         self._busy.append(worker)
@@ -204,10 +309,11 @@ class ProcessBackend(Backend):
         if kill:
             _hard_kill(worker.process)
         worker.process.join(timeout=5)
-        worker.conn.close()
+        exitcode = worker.process.exitcode
+        _release(worker)
         if worker in self._busy:
             self._busy.remove(worker)
-        return worker.process.exitcode
+        return exitcode
 
     def _collect(self, worker):
         """Read ``worker``'s messages; return the outcomes they complete."""
@@ -218,6 +324,12 @@ class ProcessBackend(Backend):
                     break
                 message = worker.conn.recv()
             except (EOFError, OSError):
+                # Its pipe closed: it is exiting. Wait for its exit code
+                # rather than spin on the closed pipe until it comes.
+                worker.process.join(timeout=5)
+                if worker.process.exitcode is None:
+                    _hard_kill(worker.process)
+                    worker.process.join()
                 break
             if message[0] == "start":
                 worker.started, worker.started_at = time.monotonic(), time.time()
@@ -312,7 +424,7 @@ class ProcessBackend(Backend):
             if worker.process.exitcode is None:
                 _hard_kill(worker.process)
                 worker.process.join()
-            worker.conn.close()
+            _release(worker)
         self._busy, self._idle = [], []
 
 
@@ -328,24 +440,9 @@ class ForkProcessBackend(ProcessBackend):
     The price is fork's: a library that was running threads in the sweep's
     process when it forked may not work in the worker (GNU OpenMP is the
     known case; OpenBLAS re-initializes itself after fork). Use it for sweeps
-    whose trials use NumPy and mlpar; the default ``processes`` backend starts
-    clean interpreters and is safe for any trial.
+    whose trials use NumPy and mlpar; the default ``processes`` backend forks
+    its workers from a fresh single-threaded server instead, and is safe for
+    any trial.
     """
 
-    def start(self, runner, *, blas_threads):
-        import multiprocessing
-
-        super().start(runner, blas_threads=blas_threads)
-        self._context = multiprocessing.get_context("fork")
-
-    def _spawn(self):
-        parent_conn, child_conn = Pipe()
-        process = self._context.Process(
-            target=_forked_main,
-            args=(child_conn, self._payload, os.getpid(), self._env),
-            name=f"mlpar-worker-{self._n_spawned}",
-        )
-        self._n_spawned += 1
-        process.start()
-        child_conn.close()
-        return _Worker(process, parent_conn)
+    _launcher = "fork"

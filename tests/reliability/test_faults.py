@@ -6,10 +6,13 @@ the healthy neighbours must finish ``ok``.
 """
 
 import ctypes
+import faulthandler
+import importlib
 import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -17,7 +20,7 @@ import time
 import pytest
 
 from mlpar.backends import available_backends
-
+from mlpar.backends._process import ProcessBackend
 from mlpar.sweep import sweep
 
 try:
@@ -29,6 +32,9 @@ ALL = ["serial", "threads", "processes", "dask"]
 # The fork-started processes backend shares the processes backend's isolation.
 PROCESSES = ["processes", "forked"] if "forked" in available_backends() else ["processes"]
 POSIX = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and exit codes")
+FORKSERVER = pytest.mark.skipif(
+    ProcessBackend._launcher != "forkserver", reason="processes starts workers with loky here"
+)
 
 
 def faulty(params, seed):
@@ -60,6 +66,9 @@ def faulty(params, seed):
         os.kill(os.getpid(), signal.SIGKILL)
     if kind == "segfault":
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file left behind
+        # A forked worker inherits pytest's faulthandler, whose "Fatal Python
+        # error" dump of every thread would read as a crash in a passing run.
+        faulthandler.disable()
         ctypes.string_at(0)  # reads address 0: SIGSEGV
     return {"loss": 0.5, "pid": os.getpid()}
 
@@ -265,3 +274,91 @@ def test_fn_that_cannot_load_in_workers_stops_the_sweep_with_the_reason():
 def test_workers_dying_on_start_up_stop_the_sweep():
     with pytest.raises(RuntimeError, match="5 worker processes in a row died before running a trial"):
         sweep(LoadsOnlyHere("die"), {"x": [1, 2]}, backend="processes", n_jobs=1)
+
+
+# ------------------------------------------------ the processes fork server
+
+# A module of fn that misbehaves only in the fork server, whose parent is the
+# sweep's process; workers (children of the server) import it fine.
+SERVER_FAULTS = {
+    "raises": "raise ImportError('simulated: fails in the fork server')",
+    "crashes": "os._exit(7)",
+    "starts-a-thread": "threading.Thread(target=time.sleep, args=(30,), daemon=True).start()",
+}
+FN_MODULE = """
+import os, threading, time
+if os.getppid() == {sweep_pid}:
+    {fault}
+IMPORTED_IN = os.getpid()
+
+def trial(params, seed):
+    return {{"imported_in": IMPORTED_IN, "pid": os.getpid(), "version": {version}}}
+"""
+
+
+def _fn_module(tmp_path, monkeypatch, name, fault="pass", version=1):
+    (tmp_path / f"{name}.py").write_text(
+        FN_MODULE.format(sweep_pid=os.getpid(), fault=fault, version=version)
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    if name in sys.modules:
+        return importlib.reload(sys.modules[name])
+    return importlib.import_module(name)
+
+
+@FORKSERVER
+@pytest.mark.parametrize("fault", SERVER_FAULTS)
+def test_a_fn_module_failing_in_the_fork_server_is_imported_by_each_worker(
+    tmp_path, monkeypatch, fault
+):
+    name = f"fn_{fault.replace('-', '_')}"
+    module = _fn_module(tmp_path, monkeypatch, name, SERVER_FAULTS[fault])
+    result = sweep(module.trial, {"x": [1, 2, 3]}, backend="processes", n_jobs=2, progress=False)
+    assert statuses(result) == ["ok", "ok", "ok"]
+    assert all(r.metrics["imported_in"] == r.metrics["pid"] for r in result)
+    # Never preloaded again: the next sweep does not crash or taint a server.
+    again = sweep(module.trial, {"x": [1]}, backend="processes", n_jobs=1, progress=False)
+    assert statuses(again) == ["ok"]
+
+
+@FORKSERVER
+def test_an_edited_fn_module_never_runs_stale_in_workers(tmp_path, monkeypatch):
+    module = _fn_module(tmp_path, monkeypatch, "fn_edited", version=1)
+    first = sweep(module.trial, {"x": [1]}, backend="processes", n_jobs=1, progress=False)
+    assert first[0].metrics["version"] == 1
+    assert first[0].metrics["imported_in"] != first[0].metrics["pid"], "preloaded by the server"
+    module = _fn_module(tmp_path, monkeypatch, "fn_edited", version=22)  # edited and reloaded
+    second = sweep(module.trial, {"x": [1]}, backend="processes", n_jobs=1, progress=False)
+    assert second[0].metrics["version"] == 22
+
+
+ORPHAN_SCRIPT = """
+import os, sys, time
+from mlpar.sweep import sweep
+
+def hang(params, seed):
+    print(os.getpid(), flush=True)
+    time.sleep(60)
+    return {}
+
+sweep(hang, {"x": [1, 2]}, backend=sys.argv[1], n_jobs=2, progress=False)
+"""
+
+
+@POSIX
+@pytest.mark.parametrize("backend", PROCESSES)
+def test_workers_exit_when_the_sweeps_process_is_killed(tmp_path, backend):
+    script = tmp_path / "orphans.py"
+    script.write_text(ORPHAN_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), backend], stdout=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True)
+    try:
+        pids = [int(proc.stdout.readline()) for _ in range(2)]
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # the sweep alone: no clean-up runs
+        proc.wait()
+    give_up = time.monotonic() + 10
+    while any(_alive(pid) for pid in pids) and time.monotonic() < give_up:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in pids), "orphaned workers still run"
+    proc.stdout.close()
