@@ -79,16 +79,15 @@ class _Progress:
 
 
 def _check_stack(fn, stack):
-    """The stack size to use: 1 (no stacking), an int, or what ``auto`` decides."""
+    """The stack size to use: 1 (no stacking), an int, or ``"auto"`` (fn decides)."""
     if stack is None:
         return 1
     stackable = callable(getattr(fn, "stack_key", None)) and callable(
         getattr(fn, "run_stack", None))
     if stack == "auto":
-        # fn says how many of its trials pay to stack (train_mlp: measured rule);
-        # without the two hooks, trials simply run one by one.
-        choose = getattr(fn, "auto_stack", None)
-        return int(choose()) if stackable and callable(choose) else 1
+        # fn measures which of its trials pay to stack (fn.auto_stack, called
+        # once the trials to run are known); without the hooks, one by one.
+        return "auto" if stackable and callable(getattr(fn, "auto_stack", None)) else 1
     if isinstance(stack, bool) or not isinstance(stack, numbers.Integral) or stack < 1:
         raise ValueError(f"stack must be a positive integer, 'auto' or None, got {stack!r}")
     if stack > 1 and not stackable:
@@ -103,9 +102,12 @@ def _units(fn, todo, stack):
     """``todo`` as units of work: single trials, and stacks of up to ``stack`` trials.
 
     Trials stack when ``fn.stack_key`` gives them the same (non-None) key;
-    the order of the space is kept within and between units.
+    the order of the space is kept within and between units. ``stack="auto"``
+    takes each key's size from ``fn.auto_stack(list_of_params)``.
     """
-    if stack <= 1:
+    if stack == "auto":
+        sizes = fn.auto_stack([trial.params for _, trial in todo])
+    elif stack <= 1:
         return [[item] for item in todo]
     groups = {}
     for item in todo:
@@ -113,8 +115,10 @@ def _units(fn, todo, stack):
         groups.setdefault(("solo", item[1].key) if key is None else ("stack", key),
                           []).append(item)
     units = []
-    for group in groups.values():
-        units += [group[i:i + stack] for i in range(0, len(group), stack)]
+    for (kind, key), group in groups.items():
+        size = 1 if kind == "solo" else (sizes.get(key, 1) if stack == "auto" else stack)
+        size = max(1, int(size))
+        units += [group[i:i + size] for i in range(0, len(group), size)]
     return sorted(units, key=lambda unit: unit[0][0])
 
 

@@ -120,25 +120,30 @@ def train_mlp(params, seed, *, instrument=False):
     # Memory-mapped from the prepared-data cache (built by the sweep's parent).
     splits = load_splits(settings.data.dataset, **_split_options(settings))
     t1 = time.perf_counter()
+    model = fit_mlp(splits.X_train, splits.y_train, task=splits.task,
+                    **_model_options(settings), random_state=int(seed),
+                    max_time=_time_left(), instrument=instrument, warn_max_iter=False)
+    t2 = time.perf_counter()
+    return _metrics(model, splits, data_time=t1 - t0, fit_time=t2 - t1, instrument=instrument)
 
+
+def _time_left():
+    """The engine's ``max_time`` from the trial's cooperative deadline (None: no limit)."""
     deadline = trial_deadline()
-    # Cooperative timeout: the engine checks its clock between minibatches.
     # Past the deadline already: the smallest positive budget, so the engine stops
     # after one minibatch and the trial is reported late, with its metrics.
-    max_time = None if deadline is None else max(1e-6, deadline - time.monotonic())
-    model = fit_mlp(splits.X_train, splits.y_train, task=splits.task,
-                    **_model_options(settings), random_state=int(seed), max_time=max_time,
-                    instrument=instrument, warn_max_iter=False)
-    t2 = time.perf_counter()
+    return None if deadline is None else max(1e-6, deadline - time.monotonic())
 
+
+def _metrics(model, splits, *, data_time, fit_time, instrument=False):
+    """A trial's metrics from its trained model (scored here, on validation and test)."""
+    t0 = time.perf_counter()
     diverged = model.stop_reason == "diverged"
     if diverged:
         val_score = test_score = float("nan")
     else:
         val_score = float(model.score(splits.X_val, splits.y_val))
         test_score = float(model.score(splits.X_test, splits.y_test))
-    t3 = time.perf_counter()
-
     n_params = int(sum(w.size for w in model.coefs) + sum(b.size for b in model.intercepts))
     metrics = {
         "val_score": val_score,
@@ -149,18 +154,106 @@ def train_mlp(params, seed, *, instrument=False):
         "stop_reason": model.stop_reason,
         "diverged": diverged,
         "n_params": n_params,
-        "data_time": t1 - t0,
-        "fit_time": t2 - t1,
-        "score_time": t3 - t2,
-        "samples_per_s": model.n_iter * splits.X_train.shape[0] / max(t2 - t1, 1e-12),
+        "data_time": data_time,
+        "fit_time": fit_time,
+        "score_time": time.perf_counter() - t0,
+        "samples_per_s": model.n_iter * splits.X_train.shape[0] / max(fit_time, 1e-12),
     }
     if instrument and model.fit_stats:
         metrics.update({f"stats_{k}": v for k, v in model.fit_stats.items()})
     return metrics
 
 
-# What mlpar.sweep calls in its own process before the first trial.
+def stack_key(params):
+    """What trials must share to train in one stack; None if this one cannot stack.
+
+    The data (dataset and split), the architecture, dtype, optimizer kind,
+    batch size and epochs. Seeds, learning rates, L2 and optimizer constants
+    may differ. Early stopping does not stack: each model would hold out its
+    own validation split.
+    """
+    try:
+        settings = resolve_trial_params(params)
+    except (TypeError, ValueError):
+        return None  # the trial reports its own error, alone
+    m, t = settings.model, settings.train
+    if t.early_stopping:
+        return None
+    return (settings.data.dataset, tuple(sorted(_split_options(settings).items())),
+            tuple(m.hidden), m.activation, m.dtype, t.optimizer, t.batch_size, t.epochs)
+
+
+def run_stack(batch, *, kernel="auto"):
+    """Train the trials of one stack together; their metrics, in order.
+
+    Each trial's metrics equal ``train_mlp(params, seed)``'s (same initial
+    weights, minibatches and arithmetic, see :mod:`mlpar.nn._stacked`), but
+    for the times: ``fit_time`` and ``data_time`` are each trial's share of
+    the stack's.
+    """
+    from .nn._stacked import StackMember, fit_mlp_stack
+
+    t0 = time.perf_counter()
+    settings = [resolve_trial_params(params) for params, _ in batch]
+    first = settings[0]
+    splits = load_splits(first.data.dataset, **_split_options(first))
+    t1 = time.perf_counter()
+    members = [StackMember(random_state=int(seed), learning_rate_init=s.train.lr,
+                           alpha=s.model.alpha, momentum=s.train.momentum,
+                           nesterovs_momentum=s.train.nesterov, beta_1=s.train.beta1,
+                           beta_2=s.train.beta2, epsilon=s.train.epsilon, tol=s.train.tol,
+                           n_iter_no_change=s.train.patience)
+               for s, (_, seed) in zip(settings, batch)]
+    options = _model_options(first)
+    for name in ("alpha", "learning_rate_init", "momentum", "nesterovs_momentum", "beta_1",
+                 "beta_2", "epsilon", "early_stopping", "tol", "n_iter_no_change"):
+        options.pop(name)
+    models = fit_mlp_stack(splits.X_train, splits.y_train, members, task=splits.task,
+                           max_time=_time_left(), kernel=kernel, **options)
+    t2 = time.perf_counter()
+    k = len(batch)
+    return [_metrics(model, splits, data_time=(t1 - t0) / k, fit_time=(t2 - t1) / k)
+            for model in models]
+
+
+def auto_stack(params_list, *, max_stack=16, probe_epochs=2, margin=1.03):
+    """Stack sizes that pay, by measurement: ``{stack_key: size}`` (1: do not stack).
+
+    For each group of compatible trials, trains ``min(len(group), max_stack)``
+    of them for ``probe_epochs`` epochs stacked and one after another, and
+    stacks the group only if stacking measured at least ``margin`` times
+    faster: ``stack='auto'`` never picks a stack that measured slower.
+    """
+    groups = {}
+    for params in params_list:
+        key = stack_key(params)
+        if key is not None:
+            groups.setdefault(key, []).append(params)
+    sizes = {}
+    for key, group in groups.items():
+        k = min(len(group), max_stack)
+        if k < 2:
+            sizes[key] = 1
+            continue
+        probe = [({**p, "epochs": probe_epochs}, i) for i, p in enumerate(group[:k])]
+        run_stack(probe[:2])  # warm-up: caches, kernel choice, page faults
+        t0 = time.perf_counter()
+        run_stack(probe)
+        stacked = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for params, seed in probe:
+            train_mlp(params, seed)
+        alone = time.perf_counter() - t0
+        sizes[key] = k if alone >= margin * stacked else 1
+    return sizes
+
+
+# What mlpar.sweep calls in its own process before the first trial, and the
+# stacking hooks (see sweep(stack=)).
 train_mlp.prepare = prepare_data
+train_mlp.stack_key = stack_key
+train_mlp.run_stack = run_stack
+train_mlp.auto_stack = auto_stack
 
 
 class MLPTrial:
@@ -190,6 +283,18 @@ class MLPTrial:
     def prepare(self, params_list):
         """Prepare the data of these trials once (see :func:`prepare_data`)."""
         prepare_data([{**self.base, **params} for params in params_list])
+
+    def stack_key(self, params):
+        """See :func:`stack_key`."""
+        return stack_key({**self.base, **params})
+
+    def run_stack(self, batch):
+        """See :func:`run_stack`."""
+        return run_stack([({**self.base, **params}, seed) for params, seed in batch])
+
+    def auto_stack(self, params_list):
+        """See :func:`auto_stack`; keyed by this trial's own :meth:`stack_key`."""
+        return auto_stack([{**self.base, **params} for params in params_list])
 
     def __repr__(self):
         return f"MLPTrial({self.base!r})"

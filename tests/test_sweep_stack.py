@@ -37,8 +37,8 @@ class Stackable:
             raise RuntimeError("this stack cannot run")
         return [{**_metrics(p, s), "stacked": len(batch)} for p, s in batch]
 
-    def auto_stack(self):
-        return 2
+    def auto_stack(self, params_list):
+        return {self.stack_key(p): 2 for p in params_list}
 
 
 def _rows(result):
@@ -109,3 +109,47 @@ def test_explicit_stack_needs_the_hooks_and_auto_does_not():
     assert [r.stack_size for r in result] == [None]
     result = sweep(Stackable(), {"width": [2], "lr": [0.1, 0.2], "bad": [False]}, stack="auto")
     assert [r.stack_size for r in result] == [2, 2]
+
+
+TRAIN_SPACE = {"dataset": ["digits"], "hidden": [[8], [16, 16]], "lr": [0.01, 0.003],
+               "alpha": [1e-4, 1e-3], "epochs": [2], "batch_size": [32]}
+SCORES = ("val_score", "test_score", "loss", "best_loss", "epochs", "stop_reason", "n_params")
+
+
+def _scores(result):
+    return [(r.key, r.status, *(r.metrics[k] for k in SCORES)) for r in result]
+
+
+@pytest.mark.parametrize("backend", ["serial", "processes"])
+def test_train_mlp_stacked_equals_alone(backend):
+    from mlpar import MLPTrial, train_mlp
+
+    alone = sweep(train_mlp, TRAIN_SPACE, seeds=2)
+    n_jobs = 1 if backend == "serial" else 2
+    stacked = sweep(train_mlp, TRAIN_SPACE, seeds=2, stack=8, backend=backend, n_jobs=n_jobs,
+                    blas_threads=1, progress=False)
+    assert _scores(stacked) == _scores(alone)  # bit for bit: same floats
+    assert {r.stack_size for r in stacked} == {8}
+    trial = MLPTrial({"dataset": "digits", "epochs": 2, "batch_size": 32})
+    space = {k: v for k, v in TRAIN_SPACE.items() if k not in ("dataset", "epochs", "batch_size")}
+    assert _scores(sweep(trial, space, seeds=2, stack=8)) == _scores(sweep(trial, space, seeds=2))
+
+
+def test_train_mlp_stacks_only_what_is_compatible():
+    from mlpar.trial import stack_key
+
+    base = {"dataset": "digits", "hidden": [8], "lr": 0.01}
+    assert stack_key(base) == stack_key({**base, "lr": 0.1, "alpha": 0.01})
+    assert stack_key(base) != stack_key({**base, "hidden": [16]})
+    assert stack_key(base) != stack_key({**base, "batch_size": 17})
+    assert stack_key({**base, "early_stopping": True}) is None
+    assert stack_key({**base, "hidden": "wide"}) is None  # its own error, alone
+
+
+def test_auto_stack_measures_and_never_returns_a_size_it_did_not_measure():
+    from mlpar.trial import auto_stack, stack_key
+
+    params = [{"dataset": "iris", "hidden": [4], "lr": lr, "epochs": 2} for lr in (0.1, 0.2, 0.3)]
+    sizes = auto_stack(params)
+    assert set(sizes) == {stack_key(params[0])}
+    assert sizes[stack_key(params[0])] in (1, 3)
