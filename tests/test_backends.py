@@ -1,6 +1,5 @@
 """Backends: registry, every backend against serial, thread budget, Dask wiring."""
 
-import logging
 import os
 import re
 import subprocess
@@ -13,9 +12,14 @@ import pytest
 from threadpoolctl import threadpool_info
 
 from mlpar import backends
-from mlpar.backends import available_backends, effective_n_jobs, make_backend, register_backend
+from mlpar.backends import (
+    ThreadBackend,
+    available_backends,
+    effective_n_jobs,
+    make_backend,
+    register_backend,
+)
 from mlpar.backends._execute import TrialRunner
-from mlpar.backends._local import ThreadBackend
 from mlpar.backends._process import _THREAD_ENV_VARS, ProcessBackend
 from mlpar.space import Trial, trial_seed
 from mlpar.sweep import sweep
@@ -42,16 +46,6 @@ def lstsq_trial(params, seed):
     for _ in range(30):
         w -= params["lr"] * (a.T @ (a @ w - b)) / len(b)
     return {"loss": float(np.mean((a @ w - b) ** 2)), "w0": float(w[0]), "pid": os.getpid()}
-
-
-@pytest.fixture(scope="module")
-def dask_address():
-    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR,
-    ) as cluster:
-        yield cluster.scheduler_address
 
 
 def run(request, backend, fn=lstsq_trial, space=SPACE, **kwargs):

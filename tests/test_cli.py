@@ -12,25 +12,7 @@ import yaml
 
 from mlpar.cli import main
 
-# A tiny but real experiment: 4 trials on iris, a couple of epochs each.
-TINY = """\
-name: tiny
-data: {dataset: iris}
-model: {hidden: [8]}
-train: {epochs: 3, batch_size: 16}
-sweep:
-  params: {lr: [0.001, 0.01], alpha: [0.0001, 0.001]}
-execution: {backend: serial}
-compare: {backends: [serial, threads], n_jobs: [2], repeats: 1}
-output: {folder: OUT}
-"""
-
-
-@pytest.fixture
-def tiny(tmp_path):
-    path = tmp_path / "tiny.yaml"
-    path.write_text(TINY.replace("OUT", str(tmp_path / "runs")))
-    return path
+# The `tiny` config fixture (4 trials on iris) is in conftest.py.
 
 
 def _only_run_dir(tmp_path, name="tiny"):

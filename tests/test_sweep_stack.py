@@ -153,3 +153,18 @@ def test_auto_stack_measures_and_never_returns_a_size_it_did_not_measure():
     sizes = auto_stack(params)
     assert set(sizes) == {stack_key(params[0])}
     assert sizes[stack_key(params[0])] in (1, 3)
+
+
+class SlowStack(Stackable):
+    def run_stack(self, batch):
+        import time
+
+        time.sleep(0.8 * len(batch))  # over one trial's timeout, within the stack's
+        return [{**_metrics(p, s), "stacked": len(batch)} for p, s in batch]
+
+
+def test_a_stack_gets_the_timeout_of_its_trials_together():
+    result = sweep(SlowStack(), {"width": [2], "lr": [0.1, 0.2, 0.3], "bad": [False]},
+                   backend="processes", n_jobs=1, blas_threads=1, timeout=1.0, stack=3,
+                   progress=False)
+    assert [(r.status, r.stack_size) for r in result] == [("ok", 3)] * 3

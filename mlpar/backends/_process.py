@@ -36,6 +36,7 @@ from multiprocessing.connection import wait as wait_for
 
 from . import _forkserver
 from ._base import Backend, cloudpickle_module
+from ._execute import make_outcome
 
 __all__ = ["ProcessBackend", "ForkProcessBackend", "kill_grace"]
 
@@ -201,21 +202,13 @@ def _synthetic_outcome(status, error_type, message, worker, pid):
     """Return the outcome of a trial whose worker did not report one."""
     now = time.time()
     started_at = worker.started_at if worker.started_at is not None else now
-    return {
-        "status": status,
-        "metrics": {},
-        "error_type": error_type,
-        "error_message": message,
-        "traceback": None,
-        "wall_time": now - started_at,
-        "cpu_time": None,
-        "started_at": started_at,
-        "ended_at": now,
-        "pid": pid,
-        "thread_name": None,
-        "thread_id": None,
-        "blas_threads_seen": None,
-    }
+    return make_outcome(status, error_type=error_type, error_message=message,
+                        wall_time=now - started_at, started_at=started_at, ended_at=now, pid=pid)
+
+
+def job_timeout(timeout, trial):
+    """Seconds a job may take: a stack of K trials gets K x ``timeout`` (see sweep(stack=))."""
+    return None if timeout is None else timeout * getattr(trial, "timeout_scale", 1)
 
 
 class ProcessBackend(Backend):
@@ -229,7 +222,6 @@ class ProcessBackend(Backend):
 
     uses_processes = True
     supports_timeout_kill = True
-    isolates_crashes = True
     #: How workers start: "forkserver", "loky" or "fork" (see the module
     #: docstring). Private: benchmarks compare launchers through subclasses.
     _launcher = _DEFAULT_LAUNCHER
@@ -376,16 +368,16 @@ class ProcessBackend(Backend):
         done = []
         if self._timeout is None:
             return done
-        limit = self._timeout + kill_grace(self._timeout)
         now = time.monotonic()
         for worker in list(self._busy):
-            if worker.started is not None and now - worker.started > limit:
+            timeout = job_timeout(self._timeout, worker.job[1])
+            if worker.started is not None and now - worker.started > timeout + kill_grace(timeout):
                 job_id, _ = worker.job
                 pid = worker.process.pid
                 self._discard(worker, kill=True)
                 message = (
-                    f"trial did not return within its timeout of {self._timeout:g} s "
-                    f"(+{kill_grace(self._timeout):g} s grace); worker process {pid} "
+                    f"trial did not return within its timeout of {timeout:g} s "
+                    f"(+{kill_grace(timeout):g} s grace); worker process {pid} "
                     "was killed and a fresh worker takes the next trial"
                 )
                 done.append((job_id, _synthetic_outcome("timeout", "TimeoutError", message, worker, pid)))
@@ -395,8 +387,9 @@ class ProcessBackend(Backend):
         while self._busy:
             wake = None
             if self._timeout is not None:
-                limit = self._timeout + kill_grace(self._timeout)
-                deadlines = [w.started + limit for w in self._busy if w.started is not None]
+                deadlines = [w.started + t + kill_grace(t) for w in self._busy
+                             if w.started is not None
+                             for t in [job_timeout(self._timeout, w.job[1])]]
                 if deadlines:
                     wake = max(0.0, min(deadlines) - time.monotonic())
             handles = [w.conn for w in self._busy] + [w.process.sentinel for w in self._busy]

@@ -9,7 +9,6 @@ import ctypes
 import faulthandler
 import importlib
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -71,22 +70,6 @@ def faulty(params, seed):
         faulthandler.disable()
         ctypes.string_at(0)  # reads address 0: SIGSEGV
     return {"loss": 0.5, "pid": os.getpid()}
-
-
-@pytest.fixture(scope="module")
-def dask_address():
-    """A shared cluster configured like the sweep's own: failures blamed on one trial."""
-    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
-    import dask
-
-    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
-        cluster = distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address="127.0.0.1:0", scheduler_kwargs={"allowed_failures": 0},
-            silence_logs=logging.CRITICAL,
-        )
-    with cluster:
-        yield cluster.scheduler_address
 
 
 def run(request, backend, kinds, **kwargs):
