@@ -50,10 +50,12 @@ class Advice:
 def measure_process_startup(n_jobs, *, backend="processes"):
     """Seconds a processes sweep spends before its workers can train.
 
-    Starts ``n_jobs`` workers of ``backend`` ("processes": fresh interpreters;
-    "forked": copies of this process), each importing what an MLP trial needs
-    (NumPy, scikit-learn, mlpar's engine and data), exactly as a real sweep's
-    workers do, and times the whole sweep of those no-op trials.
+    Runs a sweep of ``n_jobs`` no-op trials on ``backend`` ("processes":
+    workers forked from a pre-loaded fork server, whose own start is paid once
+    per sweep process; "forked": copies of this process), each importing what
+    an MLP trial needs (NumPy, mlpar's engine and data), exactly as a real
+    sweep's workers do, and times it end to end. The first call in a process
+    includes starting the fork server, as a first ``mlpar run`` does.
     """
     from ..sweep import sweep
 
