@@ -7,6 +7,7 @@ _API = {
     # Sweeps
     "sweep": "sweep", "SweepResult": "results", "train_mlp": "trial", "MLPTrial": "trial",
     "available_backends": "backends", "register_backend": "backends",
+    "successive_halving": "halving", "HalvingResult": "halving",
     # Models
     "MLPClassifier": "nn", "MLPRegressor": "nn",
     # Configs

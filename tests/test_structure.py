@@ -21,12 +21,13 @@ LAYERS = {
     "results": 2, "backends": 2,
     "config": 3,
     "trial": 4, "sweep": 4,
-    "experiment": 5,
-    "analysis": 6,
-    "report": 7,
-    "lessons": 8,
-    "cli": 9,
-    "__main__": 10,
+    "halving": 5,
+    "experiment": 6,
+    "analysis": 7,
+    "report": 8,
+    "lessons": 9,
+    "cli": 10,
+    "__main__": 11,
 }
 MAX_LINES = 450
 

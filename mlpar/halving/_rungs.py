@@ -1,0 +1,115 @@
+"""The arithmetic of successive halving: rung resources, and who is promoted.
+
+Pure functions of their arguments (no I/O, no clock): the same rows give the
+same survivors on every backend and in every process.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from ..space import canonical_json, trial_key
+
+__all__ = ["check_halving", "rung_resources", "n_promoted", "rank_configurations",
+           "config_key", "METRIC_MODES"]
+
+#: The direction of the metrics ``train_mlp`` reports, for ``mode=None``.
+METRIC_MODES = {"val_score": "max", "test_score": "max", "loss": "min", "best_loss": "min"}
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_halving(*, resource, min_resource, max_resource, factor, metric, mode):
+    """Raise TypeError/ValueError naming the option for malformed halving options.
+
+    Returns
+    -------
+    mode : {'max', 'min'}
+        ``mode``, or the known direction of ``metric`` when ``mode`` is None.
+    """
+    if not isinstance(resource, str) or not resource:
+        raise TypeError(f"resource must be the name of a numeric trial parameter (a str), "
+                        f"got {resource!r}")
+    for name, value in (("min_resource", min_resource), ("max_resource", max_resource)):
+        if not _is_number(value) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if min_resource > max_resource:
+        raise ValueError(f"min_resource must be at most max_resource ({max_resource!r}), "
+                         f"got {min_resource!r}")
+    if isinstance(factor, bool) or not isinstance(factor, numbers.Integral) or factor < 2:
+        raise ValueError(f"factor must be an integer >= 2 (keep the best 1/factor of each "
+                         f"rung), got {factor!r}")
+    if not isinstance(metric, str) or not metric:
+        raise TypeError(f"metric must be the name of a metric the trials report, got {metric!r}")
+    if mode is None:
+        mode = METRIC_MODES.get(metric, "max")
+    if mode not in ("max", "min"):
+        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+    return mode
+
+
+def rung_resources(min_resource, max_resource, factor):
+    """The resource of every rung: ``min_resource * factor**i`` up to ``max_resource``.
+
+    As scikit-learn's halving searches, the last rung is the largest power that
+    fits; integers stay integers.
+
+    Examples
+    --------
+    >>> rung_resources(2, 18, 3)
+    [2, 6, 18]
+    >>> rung_resources(1, 10, 3)
+    [1, 3, 9]
+    """
+    out, r = [], min_resource
+    # Integer arithmetic where possible: 2 * 3**k is exact, floats may not be.
+    while r <= max_resource:
+        out.append(r)
+        r = r * factor
+    return out
+
+
+def n_promoted(n_configs, factor):
+    """How many of ``n_configs`` go on to the next rung: the best ``1/factor``, at least one."""
+    return max(1, n_configs // factor)
+
+
+def config_key(params, resource):
+    """The key of a configuration across rungs: its trial key without the resource."""
+    return trial_key({k: v for k, v in params.items() if k != resource})
+
+
+def rank_configurations(rows, *, resource, metric, mode, error_score=math.nan):
+    """Rank the configurations of one rung, best first.
+
+    A configuration's value is its mean ``metric`` over its repeats; a repeat
+    that did not end ``ok`` (or lacks the metric) counts as ``error_score``, so
+    a configuration that fails for one seed ranks last with NaN: a crashing
+    trial is demoted, never fatal. Ties are broken by :func:`config_key`.
+
+    Returns
+    -------
+    list of (config_key, params without the resource, mean)
+    """
+    groups = {}
+    for row in rows:
+        base = {k: v for k, v in row.params.items() if k != resource}
+        key = canonical_json(base)
+        value = row.metrics.get(metric) if row.status == "ok" else error_score
+        if not _is_number(value):
+            value = error_score
+        groups.setdefault(key, (base, []))[1].append(float(value))
+    ranked = []
+    for base, values in groups.values():
+        mean = math.fsum(values) / len(values)
+        ranked.append((config_key(base, resource), base, mean))
+    sign = -1.0 if mode == "max" else 1.0
+
+    def order(item):
+        key, _, mean = item
+        return (math.isnan(mean), 0.0 if math.isnan(mean) else sign * mean, key)
+
+    return sorted(ranked, key=order)
