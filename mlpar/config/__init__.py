@@ -165,6 +165,7 @@ class ExperimentConfig:
             section = getattr(self, key)
             out[key] = {f.name: plain(getattr(section, f.name)) for f in settings(type(section))}
         out["sweep"]["params"] = params_to_yaml(self.sweep.params) if self.sweep.params else None
+        out["sweep"]["halving"] = self.sweep.halving and self.sweep.halving.to_yaml()
         return out
 
     def to_yaml(self) -> str:
