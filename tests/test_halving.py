@@ -206,3 +206,36 @@ def test_identical_rows_on_dask():
     serial = successive_halving(toy, space, **kw)
     assert comparable(successive_halving(toy, space, backend="dask", n_jobs=2, **kw)) \
         == comparable(serial)
+
+
+def test_a_halving_config_runs_and_resumes_from_the_cli(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from mlpar.cli import main
+    from mlpar.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    config = Path(__file__).resolve().parents[1] / "configs" / "halving.yaml"
+    sets = ["--set", "sweep.n_iter=6", "--set", "execution.backend=threads",
+            "--set", "sweep.halving={min_resource: 1, max_resource: 3}"]
+    assert main(["run", str(config), *sets]) == 0
+    (run_dir,) = (tmp_path / "runs" / "halving").iterdir()
+    assert sorted(p.name for p in (run_dir / "results.rungs").iterdir()) == [
+        "rung-0.jsonl", "rung-1.jsonl"]
+    assert load_config(run_dir / "config.yaml").sweep.halving.max_resource == 3
+    header = (run_dir / "summary.csv").read_text().splitlines()[0]
+    assert header.startswith("rung,resource,key")
+    assert len((run_dir / "summary.csv").read_text().splitlines()) == 1 + 6 + 2
+    assert main(["resume", str(run_dir)]) == 0
+
+
+def test_a_bad_halving_override_is_one_line(capsys):
+    from pathlib import Path
+
+    from mlpar.cli import main
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "halving.yaml"
+    assert main(["validate", str(config), "--set",
+                 "sweep.halving={min_resource: 1, max_resource: 3, factor: 1}"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "--set sweep.halving: sweep.halving.factor must be an integer >= 2, got 1 (int)")

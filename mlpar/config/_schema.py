@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from ._checks import INVALID, Bool, Float, Hidden, Int, ListOf, OneOf, Problem, Text, show
-from ._sweepspec import SweepParams, has_distribution, n_configurations
+from ._checks import INVALID, Bool, Float, Hidden, Int, ListOf, OneOf, Problem, Text, plain, show
+from ._sweepspec import HalvingSpec, SweepParams, has_distribution, n_configurations
 
 __all__ = ["DataConfig", "ModelConfig", "TrainConfig", "SweepConfig", "ExecutionConfig",
            "CompareConfig", "OutputConfig", "TRIAL_PARAM_NAMES"]
@@ -166,6 +166,9 @@ class SweepConfig(_Section):
     seeds: int = _setting(1, Int(1, 10_000))
     # Trial seeds derive from it; < 2**32 as scikit-learn's random_state needs.
     random_state: int = _setting(0, Int(0, 2**32 - 1))
+    # None: every configuration gets the full budget. A HalvingConfig: successive
+    # halving over the configurations (see mlpar.halving).
+    halving: object = _setting(None, HalvingSpec(lambda: TRIAL_CHECKS))
 
     @property
     def is_random_search(self) -> bool:
@@ -184,6 +187,7 @@ class SweepConfig(_Section):
             problems.append(Problem(f"{path}.n_iter", (
                 f"{path}.n_iter must be null for a grid search ({path}.params has no "
                 f"distributions), got {show(n_iter)}")))
+        cls._halving_consistency(values, path, problems)
         if INVALID in (values["params"], n_iter, values["seeds"]) or (random and n_iter is None):
             return
         configs = n_iter if random else n_configurations(values["params"])
@@ -191,6 +195,24 @@ class SweepConfig(_Section):
             problems.append(Problem(f"{path}.params", (
                 f"{path}.params must expand to at most {MAX_TRIALS} trials, got {configs} "
                 f"configurations x {values['seeds']} seeds")))
+
+
+    @staticmethod
+    def _halving_consistency(values, path, problems):
+        halving, n_iter, grids = values.get("halving"), values["n_iter"], values["params"]
+        if halving in (None, INVALID):
+            return
+        if n_iter not in (None, INVALID) and n_iter < halving.factor:
+            problems.append(Problem(f"{path}.n_iter", (
+                f"{path}.n_iter must be at least {path}.halving.factor ({halving.factor}) "
+                f"for successive halving, got {show(n_iter)}")))
+        for i, grid in enumerate(grids if grids is not INVALID else ()):
+            if halving.resource in dict(grid):
+                where = f"{path}.params" if len(grids) == 1 else f"{path}.params[{i}]"
+                problems.append(Problem(f"{where}.{halving.resource}", (
+                    f"{where}.{halving.resource} must not be swept together with "
+                    f"{path}.halving (it sets {halving.resource} for every rung), "
+                    f"got {show(plain(dict(grid)[halving.resource]))}")))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import INVALID, Check, Problem, as_number, plain, show, unknown_key
+from ._checks import INVALID, Check, Int, OneOf, Problem, as_number, plain, show, unknown_key
 
 __all__ = ["Distribution"]
 
@@ -308,3 +308,101 @@ def data_problems(cands):
             unique.append(item)
     return unique
 
+
+
+# ---------------------------------------------------------------- halving
+
+HALVING_MODES = ("sync",)  # "async" (ASHA) is not implemented yet
+#: The metrics of train_mlp that can rank configurations, with their direction.
+HALVING_METRICS = {"val_score": "max", "test_score": "max", "loss": "min", "best_loss": "min"}
+
+
+@dataclass(frozen=True)
+class HalvingConfig:
+    """The checked ``sweep.halving`` section (see :func:`mlpar.halving.successive_halving`).
+
+    ``metric_mode`` None means the metric's known direction (``max`` for
+    scores, ``min`` for losses).
+    """
+
+    mode: str = "sync"
+    resource: str = "epochs"
+    min_resource: object = None
+    max_resource: object = None
+    factor: int = 3
+    metric: str = "val_score"
+    metric_mode: str | None = None
+
+    @property
+    def direction(self):
+        """``metric_mode``, or the known direction of ``metric``."""
+        return self.metric_mode or HALVING_METRICS[self.metric]
+
+    def to_yaml(self) -> dict:
+        """The YAML form: a mapping of every key."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class HalvingSpec(Check):
+    """Checks ``sweep.halving``: null, or a mapping of :class:`HalvingConfig`'s keys.
+
+    ``checks`` is a function returning ``{trial parameter name: Check}``: the
+    resource must be a numeric one, and its bounds pass its check.
+    """
+
+    nullable = True
+    _KEYS = tuple(HalvingConfig.__dataclass_fields__)
+
+    def __init__(self, checks):
+        self.checks = checks
+
+    def __call__(self, value):  # pragma: no cover - sections use collect()
+        raise NotImplementedError("HalvingSpec reports through collect()")
+
+    def collect(self, value, path, problems):
+        if value is None or isinstance(value, HalvingConfig):
+            return value
+        if not isinstance(value, Mapping):
+            problems.append(Problem(path, f"{path} must be a mapping with keys "
+                                          f"{', '.join(self._KEYS)}, got {show(value)}",
+                                    TypeError))
+            return INVALID
+        n_before = len(problems)
+        problems.extend(unknown_key(path, k, self._KEYS) for k in value if k not in self._KEYS)
+        raw = {**HalvingConfig().to_yaml(), **{k: v for k, v in value.items()
+                                                if k in self._KEYS}}
+        out = {k: self._one(k, raw[k], f"{path}.{k}", raw, problems) for k in self._KEYS}
+        low, high = out["min_resource"], out["max_resource"]
+        if INVALID not in (low, high) and low > high:
+            problems.append(Problem(f"{path}.min_resource", (
+                f"{path}.min_resource must be at most {path}.max_resource ({high!r}), "
+                f"got {show(low)}")))
+        return INVALID if len(problems) > n_before else HalvingConfig(**out)
+
+    def _one(self, key, value, path, raw, problems):
+        if key == "mode":
+            if value == "async":
+                problems.append(Problem(path, f"{path} must be sync (async, ASHA, is not "
+                                              f"implemented yet), got {show(value)}"))
+                return INVALID
+            return OneOf(lambda: HALVING_MODES).collect(value, path, problems)
+        if key == "resource":
+            numeric = tuple(n for n, c in self.checks().items() if c.numeric is not None)
+            return OneOf(lambda: numeric).collect(value, path, problems)
+        if key in ("min_resource", "max_resource"):
+            check = self.checks().get(raw["resource"])
+            if value is None:
+                problems.append(Problem(path, f"{path} is missing; it must be the "
+                                              f"{raw['resource']} of the first rung"
+                                        if key == "min_resource" else
+                                        f"{path} is missing; it must be the most "
+                                        f"{raw['resource']} a rung gets"))
+                return INVALID
+            if check is None or check.numeric is None:
+                return INVALID  # the resource's own problem is reported
+            return check.collect(value, path, problems)
+        if key == "factor":
+            return Int(2, 1000).collect(value, path, problems)
+        if key == "metric":
+            return OneOf(lambda: tuple(HALVING_METRICS)).collect(value, path, problems)
+        return OneOf(lambda: ("max", "min"), nullable=True).collect(value, path, problems)
