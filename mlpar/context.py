@@ -1,4 +1,4 @@
-"""The running trial's context: its cooperative deadline.
+"""The running trial's context: its cooperative deadline, its checkpoint paths.
 
 A sweep with ``timeout=`` gives every trial a deadline on the
 ``time.monotonic()`` clock. Code running inside the trial (a training loop,
@@ -11,7 +11,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-__all__ = ["trial_deadline", "time_left"]
+__all__ = ["trial_deadline", "time_left", "checkpoint_path", "previous_checkpoint_path"]
 
 # Thread-local, not a plain global: under the threads backend several trials
 # run at once in one process, each with its own deadline.
@@ -65,3 +65,46 @@ def _deadline_scope(deadline):
         yield
     finally:
         _local.deadline = previous
+
+
+def checkpoint_path():
+    """Return where the running trial may save a checkpoint of this configuration.
+
+    Set by :func:`mlpar.halving.successive_halving` (with a ``journal_dir``):
+    a file in the run folder, one per configuration, repeat and rung. Write it
+    atomically (a temporary file, then ``os.replace``).
+
+    Returns
+    -------
+    path : pathlib.Path or None
+        None outside a halving rung: then there is nothing to save.
+    """
+    return getattr(_local, "checkpoint", (None, None))[0]
+
+
+def previous_checkpoint_path():
+    """Return the checkpoint this configuration saved in the previous rung, if any.
+
+    A trial that loads it and trains only the extra budget continues where the
+    previous rung stopped; one that ignores it restarts with the larger budget
+    (correct, only slower).
+
+    Returns
+    -------
+    path : pathlib.Path or None
+        None in the first rung, outside a halving rung, or for a resource that
+        training cannot continue along (anything but ``epochs``). The file may
+        be missing (the trial failed, or did not save one).
+    """
+    return getattr(_local, "checkpoint", (None, None))[1]
+
+
+@contextmanager
+def _checkpoint_scope(save, load):
+    """Set this thread's checkpoint paths for the duration of the block."""
+    previous = getattr(_local, "checkpoint", (None, None))
+    _local.checkpoint = (save, load)
+    try:
+        yield
+    finally:
+        _local.checkpoint = previous

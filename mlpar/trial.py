@@ -13,10 +13,12 @@ with the same values are the same trial.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 
 from .config import resolve_trial_params
-from .context import trial_deadline
+from .context import checkpoint_path, previous_checkpoint_path, trial_deadline
 from .data import DATASETS, load_splits, prepare_splits
 from .nn import fit_mlp
 
@@ -120,11 +122,58 @@ def train_mlp(params, seed, *, instrument=False):
     # Memory-mapped from the prepared-data cache (built by the sweep's parent).
     splits = load_splits(settings.data.dataset, **_split_options(settings))
     t1 = time.perf_counter()
+    options = _model_options(settings)
+    # A promoted halving trial continues from the previous rung's weights.
+    init, done = _load_checkpoint(previous_checkpoint_path(), options)
+    options["max_iter"] -= done
     model = fit_mlp(splits.X_train, splits.y_train, task=splits.task,
-                    **_model_options(settings), random_state=int(seed),
-                    max_time=_time_left(), instrument=instrument, warn_max_iter=False)
+                    **options, random_state=int(seed),
+                    max_time=_time_left(), instrument=instrument, warn_max_iter=False,
+                    init=init)
+    _save_checkpoint(checkpoint_path(), model, done + model.n_iter)
     t2 = time.perf_counter()
-    return _metrics(model, splits, data_time=t1 - t0, fit_time=t2 - t1, instrument=instrument)
+    metrics = _metrics(model, splits, data_time=t1 - t0, fit_time=t2 - t1,
+                       instrument=instrument)
+    if checkpoint_path() is not None:  # a halving rung: what this rung itself trained
+        metrics["epochs_trained"] = int(model.n_iter)
+    if done:
+        metrics.update(epochs=done + model.n_iter, epochs_continued_from=done)
+    return metrics
+
+
+def _load_checkpoint(path, options):
+    """``(init, epochs done)`` from a checkpoint, or ``(None, 0)`` to train from scratch.
+
+    A checkpoint of other layer widths or dtype, or of the whole budget
+    already, is not continued from: the trial restarts, which is correct.
+    """
+    if path is None or not os.path.exists(path):
+        return None, 0
+    import numpy as np
+
+    with np.load(path) as ckpt:
+        done, n = int(ckpt["epochs"]), int(ckpt["n_layers"])
+        coefs = [ckpt[f"coef_{i}"] for i in range(n)]
+        intercepts = [ckpt[f"intercept_{i}"] for i in range(n)]
+    widths = [w.shape[1] for w in coefs[:-1]]
+    if (done >= options["max_iter"] or widths != list(options["hidden_layer_sizes"])
+            or coefs[0].dtype != np.dtype(options["dtype"])):
+        return None, 0
+    return (coefs, intercepts), done
+
+
+def _save_checkpoint(path, model, epochs):
+    """Save the weights and the epochs trained so far to ``path``, atomically."""
+    if path is None or model.stop_reason == "diverged":
+        return
+    import numpy as np
+
+    arrays = {f"coef_{i}": w for i, w in enumerate(model.coefs)}
+    arrays.update({f"intercept_{i}": b for i, b in enumerate(model.intercepts)})
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp.npz"
+    np.savez(tmp, epochs=epochs, n_layers=len(model.coefs), **arrays)
+    os.replace(tmp, path)
 
 
 def _time_left():

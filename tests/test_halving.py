@@ -221,7 +221,8 @@ def test_a_halving_config_runs_and_resumes_from_the_cli(tmp_path, monkeypatch):
     assert main(["run", str(config), *sets]) == 0
     (run_dir,) = (tmp_path / "runs" / "halving").iterdir()
     assert sorted(p.name for p in (run_dir / "results.rungs").iterdir()) == [
-        "rung-0.jsonl", "rung-1.jsonl"]
+        "checkpoints", "rung-0.jsonl", "rung-1.jsonl"]
+    assert len(list((run_dir / "results.rungs" / "checkpoints").iterdir())) == 2
     assert load_config(run_dir / "config.yaml").sweep.halving.max_resource == 3
     header = (run_dir / "summary.csv").read_text().splitlines()[0]
     assert header.startswith("rung,resource,key")
@@ -239,3 +240,29 @@ def test_a_bad_halving_override_is_one_line(capsys):
                  "sweep.halving={min_resource: 1, max_resource: 3, factor: 1}"]) == 2
     assert capsys.readouterr().err.strip() == (
         "--set sweep.halving: sweep.halving.factor must be an integer >= 2, got 1 (int)")
+
+
+@pytest.mark.parametrize("backend", ["serial", "processes"])
+def test_promoted_trials_continue_from_their_checkpoints(tmp_path, backend):
+    space = {"lr": [0.001, 0.01, 0.05], "hidden": [[8], [16]]}
+    kw = dict(min_resource=1, max_resource=3, metric="val_score", random_state=1)
+    out = successive_halving(mlpar.train_mlp, space, journal_dir=tmp_path / backend,
+                             backend=backend, n_jobs=2 if backend != "serial" else None, **kw)
+    assert all("epochs_continued_from" not in row.metrics for row in out.rungs[0].result)
+    for row in out.rungs[1].result:
+        assert row.metrics["epochs_continued_from"] == 1
+        assert row.metrics["epochs"] == 3 and row.metrics["epochs_trained"] == 2
+    kept = sorted(p.name for p in (tmp_path / backend / "checkpoints").iterdir())
+    assert len(kept) == 2 and all(name.endswith("-0-rung1.npz") for name in kept)
+    if backend == "processes":
+        serial = successive_halving(mlpar.train_mlp, space, journal_dir=tmp_path / "s", **kw)
+        keep = ("val_score", "loss", "epochs")
+        assert [[{k: row.metrics[k] for k in keep} for row in r.result] for r in out.rungs] \
+            == [[{k: row.metrics[k] for k in keep} for row in r.result] for r in serial.rungs]
+
+
+def test_without_continuation_a_promoted_trial_restarts(tmp_path):
+    space = {"lr": [0.001, 0.01, 0.05]}
+    out = successive_halving(mlpar.train_mlp, space, min_resource=1, max_resource=3,
+                             journal_dir=tmp_path, continue_from=False)
+    assert [row.metrics["epochs_trained"] for row in out.rungs[1].result] == [3]

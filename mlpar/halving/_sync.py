@@ -20,6 +20,7 @@ from ..results import SweepResult
 from ..runs import atomic_write
 from ..space import expand_space
 from ..sweep import sweep
+from ._continue import RungTrial, drop_checkpoints, rung_checkpoints
 from ._rungs import check_halving, n_promoted, rank_configurations, rung_resources
 
 __all__ = ["successive_halving", "HalvingResult", "Rung", "rung_journal"]
@@ -150,7 +151,8 @@ def _check_metric(result, metric):
 
 def successive_halving(fn, space, *, resource="epochs", min_resource, max_resource, factor=3,
                        metric="val_score", mode=None, n_iter=None, seeds=1, random_state=0,
-                       journal_dir=None, resume=False, error_score=math.nan, **options):
+                       journal_dir=None, resume=False, error_score=math.nan, continue_from=None,
+                       **options):
     """Run synchronous successive halving: many configurations cheaply, the best ones longer.
 
     Rung 0 runs every configuration of ``space`` with ``params[resource] =
@@ -180,6 +182,12 @@ def successive_halving(fn, space, *, resource="epochs", min_resource, max_resour
         Folder of the rung journals ``rung-<i>.jsonl``.
     resume : bool, default=False
         Finish the run recorded in ``journal_dir``, mid-rung included.
+    continue_from : bool, default=None
+        Whether a promoted trial is offered the previous rung's checkpoint
+        (:func:`mlpar.context.previous_checkpoint_path`); None: only when the
+        resource is ``epochs``. Checkpoints live in ``journal_dir/checkpoints``
+        (none without a ``journal_dir``); those of dropped configurations are
+        deleted, and the last rung's are kept.
     **options
         Passed to every rung's sweep (``backend``, ``n_jobs``, ``timeout``...).
 
@@ -202,12 +210,21 @@ def successive_halving(fn, space, *, resource="epochs", min_resource, max_resour
         raise ValueError("resume=True needs the journals: pass journal_dir=<folder>")
     configs = _configurations(space, resource=resource, n_iter=n_iter, factor=factor,
                               random_state=random_state)
+    ckpt_dir = None
     if journal_dir is not None:
         Path(journal_dir).mkdir(parents=True, exist_ok=True)
+        ckpt_dir = Path(journal_dir) / "checkpoints"
+    # Training continues along epochs only; any other resource restarts the trial.
+    continues = resource == "epochs" if continue_from is None else bool(continue_from)
     resources, rungs = rung_resources(min_resource, max_resource, factor), []
     for i, r in enumerate(resources):
         rung_space = [{**{k: [v] for k, v in c.items()}, resource: [r]} for c in configs]
-        result = sweep(fn, rung_space, seeds=seeds, random_state=random_state,
+        trial = fn
+        if ckpt_dir is not None:
+            trial = RungTrial(fn, rung_checkpoints(
+                ckpt_dir, rung_space, rung=i, resource=resource, seeds=seeds,
+                random_state=random_state, continues=continues))
+        result = sweep(trial, rung_space, seeds=seeds, random_state=random_state,
                        error_score=error_score, resume=resume and journal_dir is not None,
                        journal=None if journal_dir is None else rung_journal(journal_dir, i),
                        **options)
@@ -216,6 +233,9 @@ def successive_halving(fn, space, *, resource="epochs", min_resource, max_resour
                                       error_score=_as_score(error_score))
         last = i == len(resources) - 1
         promoted = [] if last else [p for _, p, _ in ranking[:n_promoted(len(configs), factor)]]
+        if ckpt_dir is not None:
+            drop_checkpoints(ckpt_dir, rung=i, resource=resource,
+                             keep=[p for _, p, _ in ranking] if last else promoted)
         rungs.append(Rung(i, r, result, ranking, promoted))
         configs = promoted
     return HalvingResult(rungs, resource, metric, mode)

@@ -195,7 +195,7 @@ def fit_mlp(X, y, *, task, hidden_layer_sizes=(100,), activation="relu", solver=
             random_state=None, tol=1e-4, momentum=0.9, nesterovs_momentum=True,
             early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
             epsilon=1e-8, n_iter_no_change=10, dtype="float32", max_time=None,
-            instrument=False, warn_max_iter=True, verbose=False):
+            instrument=False, warn_max_iter=True, verbose=False, init=None):
     """Train an MLP classifier or regressor with NumPy only.
 
     Gives the model ``MLPClassifier`` / ``MLPRegressor`` train with the same
@@ -247,6 +247,9 @@ def fit_mlp(X, y, *, task, hidden_layer_sizes=(100,), activation="relu", solver=
         ``stop_reason`` instead.
     verbose : bool, default=False
         Print the loss after each epoch.
+    init : (coefs, intercepts) or None, default=None
+        Continue from these weights (a checkpoint's, say) for ``max_iter``
+        more epochs, with a fresh optimizer; None initializes (Glorot uniform).
 
     Returns
     -------
@@ -281,7 +284,7 @@ def fit_mlp(X, y, *, task, hidden_layer_sizes=(100,), activation="relu", solver=
     # Every keyword but the data and the task, under the estimators' names: the
     # core reads the same attributes from an estimator.
     hp = SimpleNamespace(**{k: v for k, v in locals().items()
-                            if k not in ("X", "y", "task", "t_start")})
+                            if k not in ("X", "y", "task", "t_start", "init")})
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(map(repr, TASKS))}, got {task!r}")
     hidden = hidden_sizes(hidden_layer_sizes)
@@ -300,7 +303,8 @@ def fit_mlp(X, y, *, task, hidden_layer_sizes=(100,), activation="relu", solver=
     else:
         Y, out_activation, n_classes, classes = regression_targets(y, dt), "identity", None, None
     fitted = _fit_core(X, Y, hp, hidden=hidden, out_activation=out_activation,
-                       n_classes=n_classes, t_start=t_start, warn_max_iter=warn_max_iter)
+                       n_classes=n_classes, t_start=t_start, warn_max_iter=warn_max_iter,
+                       init=init)
     fitted.classes = classes
     return fitted
 
