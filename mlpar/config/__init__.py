@@ -25,7 +25,8 @@ A swept parameter replaces the fixed value of the same name for every trial
 (so a key may be both fixed and swept: the sweep wins). Every swept value is
 checked like the fixed setting it replaces.
 
-Files are read with ``yaml.safe_load`` only. Every error in a file is reported
+Files are read with YAML's safe loader only, and a key given twice in a mapping
+is an error (plain YAML would keep the last). Every error in a file is reported
 at once, one line each, naming the file, the key path, what was expected and
 what was found::
 
@@ -352,7 +353,7 @@ def parse_override(text):
     """
     path, value, error = parse_override_text(text, SCHEMA, TRIAL_PARAM_NAMES)
     if error:
-        raise ConfigError([error])
+        raise ConfigError(error.splitlines())
     return path, value
 
 
@@ -391,14 +392,14 @@ def load_config(path, overrides=()) -> ExperimentConfig:
     for text in overrides:
         key_path, value, error = parse_override_text(text, SCHEMA, TRIAL_PARAM_NAMES)
         if error:
-            errors.append(error)
+            errors.extend(error.splitlines())  # one line per duplicate key
         else:
             parsed.append((key_path, value))
     raw, error = read_yaml_file(path, TOP_KEYS)
     if error or errors:
         # An override that failed could have fixed a value in the file:
         # report the failures, not what the file says without them.
-        raise ConfigError(([error] if error else []) + errors)
+        raise ConfigError((error.splitlines() if error else []) + errors)
     if isinstance(raw, dict):
         for key_path, value in parsed:
             apply_override(raw, key_path, value)

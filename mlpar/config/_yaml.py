@@ -1,8 +1,11 @@
 """Reading config files and ``--set`` overrides into plain Python values.
 
-Only ``yaml.safe_load``: a config is data, never code, so tags such as
-``!!python/object`` are refused. Every failure becomes one line naming the
-file (or the override) and, where YAML gives one, the line and column.
+Only YAML's safe loader: a config is data, never code, so tags such as
+``!!python/object`` are refused. It is subclassed for one thing only: a key
+given twice in a mapping is an error (plain YAML keeps the last one without a
+word, so a pasted second ``sweep:`` block would silently replace the first).
+Every failure becomes one line naming the file (or the override) and, where
+YAML gives one, the line and column.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from ._checks import unknown_key
+from ._checks import show_key, unknown_key
 
 __all__ = []
 
@@ -70,14 +73,104 @@ def _only_comments(text):
     return all(not s or s.startswith("#") or s in ("---", "...") for s in lines)
 
 
-def parse_yaml(text, label, *, inline=False):
-    """``yaml.safe_load(text)`` and an error line (or None) naming ``label``.
+class _Duplicates(Exception):
+    """Keys given twice: ``found`` holds ``(path, line, first_line)`` for each."""
 
+    def __init__(self, found):
+        super().__init__(found)
+        self.found = found
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping, at any depth.
+
+    The whole document's node tree is checked before anything is built, so
+    every duplicate is reported at once with its key path and line.
+    """
+
+    def construct_document(self, node):
+        found = []
+        self._find_duplicates(node, "", found, set())
+        if found:
+            raise _Duplicates(found)
+        return super().construct_document(node)
+
+    def _find_duplicates(self, node, path, found, seen):
+        # Aliases can make the node graph cyclic (`a: &x [*x]`): visit each node once.
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._find_duplicates(item, f"{path}[{i}]", found, seen)
+        elif isinstance(node, yaml.MappingNode):
+            first = {}
+            for key_node, value_node in node.value:
+                # `<<: *base` merges are not keys of their own; their keys may
+                # be overridden on purpose.
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self._key(key_node)
+                name = show_key(key) if key is not _UNBUILT else "?"
+                child = f"{path}.{name}" if path else name
+                if key is not _UNBUILT:
+                    try:
+                        mark = key_node.start_mark
+                        if key in first:
+                            found.append((child, (mark.line + 1, mark.column + 1), first[key]))
+                        else:
+                            first[key] = (mark.line + 1, mark.column + 1)
+                    except TypeError:  # unhashable: the constructor reports it
+                        pass
+                self._find_duplicates(value_node, child, found, seen)
+
+    def _key(self, key_node):
+        """The key a scalar key node builds (`yes` and `true` are the same key)."""
+        if not isinstance(key_node, yaml.ScalarNode):
+            return _UNBUILT  # a list or mapping as a key: the constructor says why not
+        try:
+            return self.construct_object(key_node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError):
+            return _UNBUILT  # a bad tag or value: the constructor reports it
+
+
+_UNBUILT = object()
+
+
+def _safe_load(text):
+    # What yaml.safe_load does, with the duplicate-refusing SafeLoader subclass.
+    loader = _UniqueKeyLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _duplicate_lines(found, label, inline):
+    if inline:
+        return "\n".join(f"{label}: duplicate key {path} in the value; each key may appear "
+                         f"only once" for path, _, _ in found)
+    lines = []
+    for path, (line, column), (first, first_column) in found:
+        # The column only where the line alone does not tell: `{lr: 1, lr: 2}`.
+        where = f"line {line}, column {column}" if line == first else f"line {line}"
+        before = f"line {first}, column {first_column}" if line == first else f"line {first}"
+        lines.append(f"{label}: {where}: duplicate key {path} (first at {before}); "
+                     f"each key may appear only once")
+    return "\n".join(lines)
+
+
+def parse_yaml(text, label, *, inline=False):
+    """``yaml.safe_load(text)`` and an error (or None) naming ``label``.
+
+    The error is one line, or one line per duplicate key when keys repeat.
     ``inline``: ``text`` is one value (an override), quoted in messages
     instead of pointing at a line and column.
     """
     try:
-        return yaml.safe_load(text), None
+        return _safe_load(text), None
+    except _Duplicates as exc:
+        return None, _duplicate_lines(exc.found, label, inline)
     except yaml.MarkedYAMLError as exc:
         if inline:
             tag = _TAG.match(_one_line(exc.problem or ""))
