@@ -441,7 +441,7 @@ def test_numpy_scalars_from_random_search_are_accepted_and_made_plain():
     ({"epochs": True}, TypeError,
      "trial parameter epochs must be a positive integer, got True (bool)"),
     ({"lr": np.float64("nan")}, ValueError,
-     "trial parameter lr must be a finite number, got np.float64(nan) (float64)"),
+     "trial parameter lr must be a finite number, got nan (float64)"),
     ({"hidden": [64, 0]}, ValueError,
      "trial parameter hidden[1] must be a positive integer, got 0 (int)"),
     ({"units": 0}, ValueError, "trial parameter units must be a positive integer, got 0 (int)"),

@@ -37,8 +37,11 @@ def plain(value):
 
 def show(value) -> str:
     """``value`` as messages print it: a short repr, then its type in parentheses."""
+    # A NumPy scalar prints as the number it holds: NumPy 2 would print
+    # np.float64(nan), NumPy 1 nan; the type in parentheses says it is NumPy's.
+    shown = value.item() if isinstance(value, np.generic) else value
     # ASCII escapes make look-alike characters visible ('\u0430lpha' is not 'alpha').
-    text = _SHOW.repr(value).encode("ascii", "backslashreplace").decode("ascii")
+    text = _SHOW.repr(shown).encode("ascii", "backslashreplace").decode("ascii")
     return f"{text} ({type(value).__name__})"
 
 
