@@ -30,7 +30,7 @@ import pytest
 from mlpar.nn import ACTIVATIONS, SOLVERS, STOP_REASONS, MLPClassifier, MLPRegressor, fit_mlp
 from mlpar.nn._kernels import logistic
 from mlpar.nn._stacked import StackMember, _check_options, fit_mlp_stack, train_stacked
-from mlpar.nn._stacked_loop import Stack
+from mlpar.nn._stacked_loop import Stack, last_level_cache_bytes, model_bytes, split, stack_limit
 from mlpar.nn._stacked_step import choose_kernels, expit, gemm_sites
 
 # Members that exercise every per-model difference: seeds, learning rates, L2
@@ -163,6 +163,10 @@ def test_a_diverging_member_is_masked_out_and_the_others_match(solver):
     for member, r in zip(members, results):
         _assert_same(_alone("regression", member, **options), r,
                      diverged=r.stop_reason == "diverged")
+    # Each on the single engine (stacks of one): the same record, steps included.
+    alone = _stacked("regression", members, max_stack=1, **options)
+    assert [(r.n_steps, r.t, r.stop_reason) for r in alone] == [
+        (r.n_steps, r.t, r.stop_reason) for r in results]
 
 
 def test_each_member_converges_on_its_own_rule():
@@ -203,6 +207,30 @@ def test_options_shared_by_the_stack(options):
     results = _stacked("multiclass", MEMBERS, **options)
     for member, r in zip(MEMBERS, results):
         _assert_same(_alone("multiclass", member, **options), r)
+
+
+@pytest.mark.parametrize("max_stack,sizes", [(1, [1, 1, 1, 1]), (3, [2, 2, 2, 2]),
+                                             (None, [4, 4, 4, 4]), ("auto", [4, 4, 4, 4])])
+def test_stacks_split_by_max_stack_give_the_same_models(max_stack, sizes):
+    # max_stack=1: every member on the single engine; 3: two stacks of two.
+    results = _stacked("multiclass", MEMBERS, max_stack=max_stack)
+    assert [r.stack_size for r in results] == sizes
+    assert all(bool(r.kernels) == (r.stack_size > 1) for r in results)
+    for i, r in enumerate(results):
+        _assert_same(_alone_cached("multiclass", "relu", "adam", i), r)
+
+
+def test_auto_stacks_hold_what_fits_a_fifth_of_the_cache():
+    units = [64, 512, 512, 10]
+    per_model = model_bytes(units, "adam", 32, np.float32)
+    assert per_model > 4 * (64 * 512 + 512 * 512 + 512 * 10) * 4  # params, grad, m, v
+    assert stack_limit(None, units, "adam", 32, np.float32) == math.inf
+    assert stack_limit(7, units, "adam", 32, np.float32) == 7
+    expected = max(1, int(0.2 * last_level_cache_bytes() // per_model))
+    assert stack_limit("auto", units, "adam", 32, np.float32) == expected
+    assert split(16, 14) == [list(range(8)), list(range(8, 16))]
+    assert split(5, 2) == [[0, 1], [2], [3, 4]]
+    assert split(3, math.inf) == [[0, 1, 2]]
 
 
 def test_generators_stack_members_and_mappings_are_interchangeable():
@@ -365,6 +393,8 @@ g = np.random.default_rng(0)
     (lambda: train_stacked(X0, Y0, [{"random_state": g}, {"random_state": g}],
                            out_activation="softmax"), ValueError,
      "two members share one numpy.random.Generator"),
+    (lambda: train_stacked(X0, Y0, [{}], out_activation="softmax", max_stack=0), ValueError,
+     "max_stack must be a positive integer, 'auto' or None, got 0"),
     (lambda: fit_mlp_stack(X0, [0, 1] * 4, [{}], task="clustering"), ValueError,
      "task must be one of 'classification', 'regression', got 'clustering'"),
     (lambda: fit_mlp_stack(X0, [0, 1] * 3, [{}], task="classification"), ValueError,

@@ -1,7 +1,8 @@
 """Stacked training: K MLPs of one architecture trained together, each as if alone.
 
-A small MLP's training step is mostly Python overhead (~40 us of GIL-held calls
-against ~9 us of numerics at width 8, batch 32). :func:`train_stacked` trains K
+A small MLP's training step is mostly the fixed cost of its ~60 NumPy calls, not
+their arithmetic (a step of a 64-8-8-10 network on 32 samples takes ~30-40 us, of
+which the BLAS work is a few). :func:`train_stacked` trains K
 models that share the architecture, the data, the batch size, the epoch budget,
 the dtype and the solver in one batched computation: every NumPy call of a step
 does the work of all K, so the overhead is paid once per step instead of K
@@ -15,18 +16,22 @@ Each model's result is the result of training it alone with
 ``random_state`` and hyperparameters, ``early_stopping=False``): the same
 initial weights and minibatches, drawn from ``np.random.default_rng(seed)`` in
 the same order, and the same arithmetic (see :mod:`._stacked_step`), so weights,
-loss curves and stopping epochs are bit-identical. The one known exception is
-the logistic function: this module is NumPy-only and computes it as
-``1 / (1 + exp(-z))``; wherever the single engine uses another implementation,
-logistic models agree to rounding, not bit for bit.
+loss curves and stopping epochs are bit-identical.
 
 A model that diverges (non-finite minibatch loss), converges, or runs out of
 time stops, as it would alone; its parameters are copied out and the stack is
 compacted, so the others go on and it costs nothing more.
+
+Stacks are sized to the cache: with ``max_stack="auto"`` the members are split
+into stacks whose buffers fit about a fifth of the last-level cache, trained
+one after another (a wide model gets a stack of its own, which is the single
+engine itself): past that, every step streams the stack from memory and loses
+to training the models one at a time.
 """
 
 import time
 from dataclasses import dataclass, field, fields
+from numbers import Integral
 from types import SimpleNamespace
 
 import numpy as np
@@ -42,8 +47,8 @@ from ._checks import (
 from ._engine import OUT_ACTIVATIONS, forward
 from ._fit import FittedMLP, _clip_batch_size, class_targets
 from ._metrics import output_score
-from ._stacked_loop import Stack
-from ._stacked_step import KERNELS
+from ._stacked_loop import Stack, split, stack_limit, train_alone
+from ._stacked_step import KERNELS, StackedLayout
 
 __all__ = ["StackMember", "StackedResult", "fit_mlp_stack", "train_stacked"]
 
@@ -92,7 +97,8 @@ class StackedResult:
     t: int  # samples seen (scikit-learn's t_)
     activation: str
     out_activation: str
-    kernels: dict = field(repr=False, default_factory=dict)  # GEMM site -> kernel
+    stack_size: int = 1  # models trained together with this one (1: by the single engine)
+    kernels: dict = field(repr=False, default_factory=dict)  # GEMM site -> kernel used
 
     def predict(self, X):
         """Network outputs for ``X``: probabilities (classifiers) or predictions.
@@ -124,8 +130,9 @@ class StackedResult:
 
 def train_stacked(X, Y, members, *, hidden_layer_sizes=(100,), activation="relu",
                   out_activation, solver="adam", batch_size="auto", max_iter=200, shuffle=True,
-                  tol=1e-4, n_iter_no_change=10, dtype="float32", max_time=None, kernel="auto"):
-    """Train one MLP per member, all in one batched computation.
+                  tol=1e-4, n_iter_no_change=10, dtype="float32", max_time=None, kernel="auto",
+                  max_stack="auto"):
+    """Train one MLP per member, as one batched computation (or a few, see ``max_stack``).
 
     Parameters
     ----------
@@ -148,14 +155,23 @@ def train_stacked(X, Y, members, *, hidden_layer_sizes=(100,), activation="relu"
         The convergence rule on the training loss, for members that do not
         set their own.
     max_time : float or None, default=None
-        Seconds from the call after which every model still training stops
-        (``stop_reason="max_time"``), checked after each minibatch as the
-        estimators' ``max_time`` is. The models train concurrently, so each
-        has had at most ``max_time`` seconds of wall time.
+        Seconds after which every model of a stack that is still training
+        stops (``stop_reason="max_time"``), counted from the start of its stack
+        and checked after each minibatch, as the estimators' ``max_time`` is.
+        The models of a stack train concurrently, so each trains for at most
+        ``max_time`` seconds of wall time, as it would alone.
     kernel : {"auto", "batched", "loop"}, default="auto"
         How each GEMM of a step runs: one ``np.matmul`` over the stack, or a
-        loop of 2-D ``np.dot`` over the models. ``"auto"`` measures both for
-        every layer and product at the start and keeps the faster.
+        loop of 2-D ``np.dot`` over the models. ``"auto"`` times both for
+        every layer and product at the start (see ``choose_kernels``).
+    max_stack : int, "auto" or None, default="auto"
+        The most models trained as one computation; more members are split
+        into evened-out stacks trained one after another. ``"auto"`` lets a
+        stack hold as many models as fit about a fifth of the CPU's last-level
+        cache (parameters, gradients, optimizer state and activations), beyond
+        which every step would stream them from memory and lose to training
+        one model at a time. A stack of one is trained by the single engine
+        itself. None: all members in one stack.
 
     Returns
     -------
@@ -179,33 +195,47 @@ def train_stacked(X, Y, members, *, hidden_layer_sizes=(100,), activation="relu"
     >>> [r.n_iter for r in results]
     [5, 5, 5, 5]
     """
-    start = time.perf_counter()
     shared = dict(hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
                   batch_size=batch_size, max_iter=max_iter, shuffle=shuffle, tol=tol,
                   n_iter_no_change=n_iter_no_change, dtype=dtype, max_time=max_time)
     hidden = hidden_sizes(hidden_layer_sizes)
     members = _check_options(members, shared, out_activation, kernel)
+    _check_max_stack(max_stack)
     dtype = np.dtype(dtype)
     X = check_X(X, dtype)
     Y = _check_targets(Y, X, dtype)
     batch_size = _clip_batch_size(batch_size, X.shape[0])
-    deadline = None if max_time is None else start + float(max_time)
-    stack = Stack(X, Y, members, hidden=hidden, activation=activation,
-                  out_activation=out_activation, solver=solver, batch_size=batch_size,
-                  dtype=dtype, kernel=kernel)
-    records = stack.train(max_iter=max_iter, shuffle=bool(shuffle), deadline=deadline)
-    results = []
-    for i, (member, record) in enumerate(zip(members, records)):
-        coefs, intercepts = stack.layout.model_views(record["params"])
-        results.append(StackedResult(index=i, member=member, coefs=coefs, intercepts=intercepts,
-                                     activation=activation, out_activation=out_activation,
-                                     kernels=stack.kernels, **record))
+    units = [X.shape[1], *hidden, Y.shape[1]]
+    limit = stack_limit(max_stack, units, solver, batch_size, dtype)
+    results = [None] * len(members)
+    for group in split(len(members), limit):
+        if len(group) == 1:
+            records = [train_alone(X, Y, members[group[0]], hidden=hidden,
+                                   activation=activation, out_activation=out_activation,
+                                   solver=solver, batch_size=batch_size, max_iter=max_iter,
+                                   shuffle=bool(shuffle), max_time=max_time, dtype=dtype)]
+            kernels = {}
+        else:
+            deadline = None if max_time is None else time.perf_counter() + float(max_time)
+            stack = Stack(X, Y, [members[i] for i in group], hidden=hidden,
+                          activation=activation, out_activation=out_activation, solver=solver,
+                          batch_size=batch_size, dtype=dtype, kernel=kernel)
+            records = stack.train(max_iter=max_iter, shuffle=bool(shuffle), deadline=deadline)
+            kernel = kernels = stack.kernels  # the next stacks have the same shapes
+        for i, record in zip(group, records):
+            params = record.pop("params")
+            coefs, intercepts = _model_views(units, params)
+            results[i] = StackedResult(
+                index=i, member=members[i], params=params, coefs=coefs, intercepts=intercepts,
+                activation=activation, out_activation=out_activation, stack_size=len(group),
+                kernels=kernels, **record)
     return results
 
 
 def fit_mlp_stack(X, y, members, *, task, hidden_layer_sizes=(100,), activation="relu",
                   solver="adam", batch_size="auto", max_iter=200, shuffle=True, tol=1e-4,
-                  n_iter_no_change=10, dtype="float32", max_time=None, kernel="auto"):
+                  n_iter_no_change=10, dtype="float32", max_time=None, kernel="auto",
+                  max_stack="auto"):
     """:func:`mlpar.nn.fit_mlp` for many members at once: labels in, FittedMLP out.
 
     Encodes ``y`` exactly as ``fit_mlp`` does (sorted classes; a logistic
@@ -226,7 +256,7 @@ def fit_mlp_stack(X, y, members, *, task, hidden_layer_sizes=(100,), activation=
     members : sequence of StackMember or mapping
     task : {"classification", "regression"}
     hidden_layer_sizes, activation, solver, batch_size, max_iter, shuffle, tol, \
-n_iter_no_change, dtype, max_time, kernel
+n_iter_no_change, dtype, max_time, kernel, max_stack
         As for :func:`train_stacked`.
 
     Returns
@@ -258,13 +288,19 @@ n_iter_no_change, dtype, max_time, kernel
         X, Y, members, hidden_layer_sizes=hidden_layer_sizes, activation=activation,
         out_activation=out_activation, solver=solver, batch_size=batch_size, max_iter=max_iter,
         shuffle=shuffle, tol=tol, n_iter_no_change=n_iter_no_change, dtype=dtype,
-        max_time=max_time, kernel=kernel)
+        max_time=max_time, kernel=kernel, max_stack=max_stack)
     return [FittedMLP(task=task, activation=activation, out_activation=out_activation,
                       coefs=r.coefs, intercepts=r.intercepts, n_iter=r.n_iter, loss=r.loss,
                       loss_curve=r.loss_curve, best_loss=r.best_loss, validation_scores=None,
                       best_validation_score=None, stop_reason=r.stop_reason, t=r.t,
                       classes=classes)
             for r in results]
+
+
+def _model_views(layer_units, params):
+    """Per-layer coefs and intercepts: views into one model's flat parameters."""
+    return StackedLayout(layer_units, activation="identity", out_activation="identity",
+                         dtype=params.dtype, n_models=0).model_views(params)
 
 
 # -- argument checks ------------------------------------------------------------------
@@ -319,6 +355,14 @@ def _check_options(members, shared, out_activation, kernel):
         raise ValueError("two members share one numpy.random.Generator, so their draws would "
                          "interleave; give each member its own Generator or an int seed")
     return members
+
+
+def _check_max_stack(max_stack):
+    ok = max_stack is None or max_stack == "auto" or (
+        isinstance(max_stack, Integral) and not isinstance(max_stack, bool) and max_stack >= 1)
+    if not ok:
+        raise ValueError(f"max_stack must be a positive integer, 'auto' or None, got "
+                         f"{max_stack!r}")
 
 
 def _check_targets(Y, X, dtype):
