@@ -57,6 +57,8 @@ def _add_execution(p):
     p.add_argument("--backend", help="serial, threads, processes or dask")
     p.add_argument("--n-jobs", type=int, help="parallel workers (-1: all cores)")
     p.add_argument("--blas-threads", type=int, help="BLAS threads per worker")
+    p.add_argument("--stack", help="train up to N compatible trials as one batched "
+                                   "computation: an integer, auto (measured) or none")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -183,9 +185,11 @@ def _progress(args):
 def _execution_overrides(args):
     over = []
     for flag, key in (("backend", "backend"), ("n_jobs", "n_jobs"),
-                      ("blas_threads", "blas_threads")):
+                      ("blas_threads", "blas_threads"), ("stack", "stack")):
         value = getattr(args, flag, None)
         if value is not None:
+            # --stack none: YAML's null (the word itself would be a string).
+            value = "null" if flag == "stack" and str(value).lower() == "none" else value
             over.append(f"execution.{key}={value}")
     return over
 

@@ -21,11 +21,11 @@ def sweep_config(config, *, space=None, journal=None, resume=False, progress=Non
     """Run ``config``'s sweep (or ``space``, a part of it); returns the SweepResult.
 
     ``execution`` overrides the config's execution section (backend, n_jobs,
-    blas_threads, timeout, retries, address); None values keep the config's.
+    blas_threads, timeout, retries, address, stack); None values keep the config's.
     """
     ex, sw = config.execution, config.sweep
     opts = dict(backend=ex.backend, n_jobs=ex.n_jobs, blas_threads=ex.blas_threads,
-                timeout=ex.timeout, retries=ex.retries, address=ex.address)
+                timeout=ex.timeout, retries=ex.retries, address=ex.address, stack=ex.stack)
     opts.update({k: v for k, v in execution.items() if v is not None})
     if opts["backend"] != "dask":
         opts.pop("address")

@@ -199,6 +199,22 @@ class Float(Check):
         return value
 
 
+class StackSize(Check):
+    """A stack size: a positive integer, ``auto`` (measured) or null (no stacking)."""
+
+    nullable = True
+    expected = "must be a positive integer, auto or null"
+
+    def convert(self, value):
+        if value == "auto":
+            return value
+        if not _is_int(value):
+            raise Bad(self.expected, kind=TypeError)
+        if not 1 <= int(value) <= 4096:
+            raise Bad(self.expected if int(value) < 1 else "must be at most 4096")
+        return int(value)
+
+
 class Bool(Check):
     """true or false (YAML booleans, Python and NumPy bools)."""
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from ._checks import INVALID, Bool, Float, Hidden, Int, ListOf, OneOf, Problem, Text, plain, show
+from ._checks import (INVALID, Bool, Float, Hidden, Int, ListOf, OneOf, Problem, StackSize, Text,
+                      plain, show)
 from ._sweepspec import HalvingSpec, SweepParams, has_distribution, n_configurations
 
 __all__ = ["DataConfig", "ModelConfig", "TrainConfig", "SweepConfig", "ExecutionConfig",
@@ -228,6 +229,10 @@ class ExecutionConfig(_Section):
     blas_threads: int | None = _setting(None, Int(1, 1024, nullable=True))
     # None: no per-trial time limit (seconds).
     timeout: float | None = _setting(None, Float(0, low_open=True, nullable=True))
+    # Train up to this many compatible trials as one batched computation
+    # (sweep(stack=)). null, not auto: auto measures stacked vs one by one
+    # before the sweep, which costs more than it saves on wide layers.
+    stack: int | str | None = _setting(None, StackSize())
     # 0: a failed trial is recorded as failed, not run again. 100 is past any flake.
     retries: int = _setting(0, Int(0, 100))
     # None: start a local Dask cluster. Dask only.
