@@ -21,6 +21,7 @@ from mlpar.config import (
     ExecutionConfig,
     ExperimentConfig,
     ModelConfig,
+    OverrideWarning,
     SweepConfig,
     TrainConfig,
     TrialSettings,
@@ -211,8 +212,8 @@ QUICK = CONFIGS / "quickstart.yaml"
     (["train.lr=1e-2"], lambda c: c.train.lr, 0.01),  # YAML 1.1 reads 1e-2 as a string
     (["model.hidden=[64,64]"], lambda c: c.model.hidden, (64, 64)),
     (["model.hidden=128"], lambda c: c.model.hidden, (128,)),
-    (["execution.backend=serial", "execution.n_jobs=-1"],
-     lambda c: (c.execution.backend, c.execution.n_jobs), ("serial", -1)),
+    (["execution.backend=threads", "execution.n_jobs=-1"],
+     lambda c: (c.execution.backend, c.execution.n_jobs), ("threads", -1)),
     (["train.epochs=5", "train.epochs=7"], lambda c: c.train.epochs, 7),  # later wins
     (["name=other"], lambda c: c.name, "other"),
     (["data={dataset: iris}"], lambda c: c.data, DataConfig(dataset="iris")),
@@ -595,3 +596,110 @@ def test_loaded_configs_pickle_for_process_backends():
     cfg = load_config(CONFIGS / "random_search.yaml")
     again = pickle.loads(pickle.dumps(cfg))
     assert again == cfg and again.source == cfg.source
+
+
+# Keys given twice (issue 15): plain YAML keeps the last one without a word.
+@pytest.mark.parametrize("text, expected", [
+    ("name: a\nname: b\n",
+     ["{file}: line 2: duplicate key name (first at line 1); each key may appear only once"]),
+    ("name: x\ntrain:\n  lr: 0.1\ntrain:\n  epochs: 3\n",
+     ["{file}: line 4: duplicate key train (first at line 2); each key may appear only once"]),
+    ("name: x\nsweep:\n  params:\n    - {lr: [1]}\n    - {units: [8], units: [16]}\n",
+     ["{file}: line 5, column 20: duplicate key sweep.params[1].units (first at line 5, "
+      "column 8); each key may appear only once"]),
+    ("name: x\nmodel: {alpha: 1, hidden: [8], alpha: 2}\ndata:\n  dataset: iris\n"
+     "  dataset: moons\n",
+     ["{file}: line 2, column 32: duplicate key model.alpha (first at line 2, column 9); "
+      "each key may appear only once",
+      "{file}: line 5: duplicate key data.dataset (first at line 4); each key may appear "
+      "only once"]),
+    ("name: x\nmodel:\n  1: a\n  1.0: b\n",  # equal keys are the same key
+     ["{file}: line 4: duplicate key model.1.0 (float) (first at line 3); each key may "
+      "appear only once"]),
+])
+def test_duplicate_keys_are_errors_with_their_line(tmp_path, text, expected):
+    path = write(tmp_path, text)
+    assert errors_of(path) == [line.replace("{file}", path) for line in expected]
+
+
+def test_yaml_merge_keys_may_override_what_they_merge(tmp_path):
+    # `<<: *base` then a key of base is an override on purpose, not a duplicate.
+    path = write(tmp_path, "name: x\ntrain: {<<: {lr: 0.1, epochs: 3}, lr: 0.2}\n")
+    assert (load_config(path).train.lr, load_config(path).train.epochs) == (0.2, 3)
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["sweep.params={lr: [0.1], lr: [0.2]}"],
+     ["--set sweep.params: duplicate key lr in the value; each key may appear only once"]),
+    (["train={lr: 0.1, epochs: 2, lr: 0.2}"],
+     ["--set train: duplicate key lr in the value; each key may appear only once"]),
+])
+def test_duplicate_keys_in_override_values_are_errors(overrides, expected):
+    assert errors_of(QUICK, overrides) == expected
+    with pytest.raises(ConfigError, match=re.escape(expected[0])):
+        parse_override(overrides[0])
+
+
+# Overriding the backend (issue 15): the file's settings for its own backend
+# give way; what the overrides themselves say never does.
+DIGITS = str(CONFIGS / "digits_grid.yaml")
+DASK_AT = "name: x\nexecution: {backend: dask, n_jobs: 4, address: 'tcp://10.0.0.5:8786'}\n"
+
+
+def test_overriding_the_backend_to_serial_replaces_the_file_n_jobs():
+    with pytest.warns(OverrideWarning, match=re.escape(
+            f"execution.n_jobs 2 from {DIGITS} replaced by 1: backend serial, set by an "
+            f"override, runs one trial at a time; override execution.n_jobs too to choose")):
+        cfg = load_config(DIGITS, ["execution.backend=serial"])
+    assert (cfg.execution.backend, cfg.execution.n_jobs) == ("serial", 1)
+
+
+def test_overriding_the_backend_drops_the_file_dask_address(tmp_path):
+    path = write(tmp_path, DASK_AT)
+    with pytest.warns(OverrideWarning, match=re.escape(
+            f"execution.address tcp://10.0.0.5:8786 from {path} dropped: backend threads, "
+            f"set by an override, does not use it")):
+        cfg = load_config(path, ["execution.backend=threads"])
+    assert (cfg.execution.backend, cfg.execution.n_jobs, cfg.execution.address) == (
+        "threads", 4, None)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["execution.backend=threads"], ["execution.backend=processes", "execution.n_jobs=1"],
+    ["execution.backend=serial", "execution.n_jobs=1"], ["train.lr=0.1"],
+])
+def test_overrides_that_need_no_change_warn_nothing(overrides):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OverrideWarning)
+        cfg = load_config(DIGITS, overrides)
+    assert cfg.execution.n_jobs in (1, 2)
+
+
+@pytest.mark.parametrize("text, overrides, expected", [
+    # Typed on the command line: still a contradiction.
+    (None, ["execution.backend=serial", "execution.n_jobs=2"],
+     ["--set execution.n_jobs: execution.n_jobs must be 1 or null for backend serial, which "
+      "runs one trial at a time, got 2 (int); choose backend threads or processes to run "
+      "trials in parallel"]),
+    (DASK_AT, ["execution.backend=threads", "execution.address=tcp://h:1"],
+     ["--set execution.address: execution.address must be null unless execution.backend is "
+      "dask, got 'tcp://h:1' (str)"]),
+    # Written in the file: an error of the file.
+    ("name: x\nexecution: {backend: serial, n_jobs: 3}\n", [],
+     ["{file}: execution.n_jobs must be 1 or null for backend serial, which runs one trial at "
+      "a time, got 3 (int); choose backend threads or processes to run trials in parallel"]),
+    ("name: x\nexecution: {backend: serial, n_jobs: -1}\n", [],
+     ["{file}: execution.n_jobs must be 1 or null for backend serial, which runs one trial at "
+      "a time, got -1 (int); choose backend threads or processes to run trials in parallel"]),
+    ("name: x\nexecution: {connect_timeout: 0}\n", [],
+     ["{file}: execution.connect_timeout must be a number in (0, 600], got 0 (int)"]),
+])
+def test_execution_contradictions(tmp_path, text, overrides, expected):
+    path = DIGITS if text is None else write(tmp_path, text)
+    assert errors_of(path, overrides) == [line.replace("{file}", path) for line in expected]
+
+
+def test_connect_timeout_defaults_to_ten_seconds():
+    assert config_from_dict({"name": "x"}).execution.connect_timeout == 10.0

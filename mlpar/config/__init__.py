@@ -36,6 +36,7 @@ what was found::
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from collections.abc import Mapping
@@ -46,13 +47,14 @@ from ._schema import (NAME, SCHEMA, SECTIONS, TOP_KEYS, TRIAL_CHECKS, TRIAL_PARA
                       CompareConfig, DataConfig, ExecutionConfig, ModelConfig, OutputConfig,
                       SweepConfig, TrainConfig, settings)
 from ._sweepspec import Distribution, candidates, data_problems, params_to_yaml, search_space
-from ._yaml import apply_override, dump_yaml, parse_override_text, printable, read_yaml_file
+from ._yaml import (OverrideWarning, apply_override, dump_yaml, parse_override_text, printable,
+                    read_yaml_file, switch_backend)
 
 __all__ = [
     "ConfigError", "ExperimentConfig", "DataConfig", "ModelConfig", "TrainConfig",
     "SweepConfig", "ExecutionConfig", "CompareConfig", "OutputConfig", "TrialSettings",
     "Distribution", "TRIAL_PARAM_NAMES", "load_config", "config_from_dict", "parse_override",
-    "resolve_trial_params",
+    "resolve_trial_params", "OverrideWarning",
 ]
 
 
@@ -368,6 +370,10 @@ def load_config(path, overrides=()) -> ExperimentConfig:
         ``KEY=VALUE`` overrides (the CLI's ``--set``), applied in order before
         validation; see :func:`parse_override`. ``sweep.params.<name>=...``
         applies to every grid, and ``=null`` there removes the name from the sweep.
+        Overriding ``execution.backend`` drops what the file set for its own
+        backend that the new one cannot take (``n_jobs`` for ``serial``,
+        ``address`` for all but ``dask``) unless an override sets it too, with
+        an :class:`OverrideWarning` for each.
 
     Returns
     -------
@@ -401,8 +407,10 @@ def load_config(path, overrides=()) -> ExperimentConfig:
         # report the failures, not what the file says without them.
         raise ConfigError((error.splitlines() if error else []) + errors)
     if isinstance(raw, dict):
+        file_execution = copy.deepcopy(raw.get("execution"))
         for key_path, value in parsed:
             apply_override(raw, key_path, value)
+        switch_backend(raw, file_execution, {p for p, _ in parsed}, label)
     return _from_raw(raw, label, overrides=[".".join(p) for p, _ in parsed])
 
 

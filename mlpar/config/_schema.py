@@ -239,10 +239,19 @@ class ExecutionConfig(_Section):
     address: str | None = _setting(None, Text(
         r"(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}",
         "a Dask scheduler address such as tcp://127.0.0.1:8786", nullable=True))
+    # Dask with an address only: seconds to reach the scheduler before giving up.
+    # 10 s: a scheduler on the same network answers in milliseconds, and a wrong
+    # address should fail before the user wonders (Dask's own default is 30 s).
+    connect_timeout: float = _setting(10.0, Float(0, 600, low_open=True))
 
     @classmethod
     def _consistency(cls, values, raw, path, problems):
-        address, backend = values["address"], values["backend"]
+        address, backend, n_jobs = values["address"], values["backend"], values["n_jobs"]
+        if backend == "serial" and n_jobs not in (None, 1, INVALID):
+            problems.append(Problem(f"{path}.n_jobs", (
+                f"{path}.n_jobs must be 1 or null for backend serial, which runs one trial "
+                f"at a time, got {show(n_jobs)}; choose backend threads or processes to run "
+                f"trials in parallel")))
         if address not in (None, INVALID) and backend not in ("dask", INVALID):
             problems.append(Problem(f"{path}.address", (
                 f"{path}.address must be null unless {path}.backend is dask, "

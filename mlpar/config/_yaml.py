@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 
 import yaml
@@ -318,6 +319,39 @@ def apply_override(raw, path, value):
         kept = [g for g in grids if not (isinstance(g, dict) and not g)]
         section["params"] = (None if not kept else
                              kept[0] if isinstance(params, dict) else kept)
+
+
+class OverrideWarning(UserWarning):
+    """An override changed a setting the user did not name, as :func:`load_config` explains."""
+
+
+def switch_backend(raw, file_execution, typed, label):
+    """Drop what the file set for its own backend that the overriding backend cannot take.
+
+    An override of ``execution.backend`` means "run this on that backend": a
+    file's ``n_jobs: 2`` does not make ``serial`` an error, nor a file's
+    ``address`` one for ``threads``. What the overrides themselves set is
+    never changed, so a contradiction typed on the command line stays an error.
+    Each change is reported as an :class:`OverrideWarning`.
+    """
+    execution = raw.get("execution")
+    if ("execution", "backend") not in typed or not isinstance(execution, dict) \
+            or not isinstance(file_execution, dict):
+        return
+    backend, notes = execution.get("backend"), []
+    n_jobs = file_execution.get("n_jobs")
+    if backend == "serial" and ("execution", "n_jobs") not in typed and n_jobs not in (None, 1):
+        execution["n_jobs"] = 1
+        notes.append(f"execution.n_jobs {printable(str(n_jobs))} from {label} replaced by 1: "
+                     f"backend serial, set by an override, runs one trial at a time; "
+                     f"override execution.n_jobs too to choose")
+    address = file_execution.get("address")
+    if backend != "dask" and ("execution", "address") not in typed and address is not None:
+        execution["address"] = None
+        notes.append(f"execution.address {printable(str(address))} from {label} dropped: "
+                     f"backend {printable(str(backend))}, set by an override, does not use it")
+    for note in notes:
+        warnings.warn(note, OverrideWarning, stacklevel=3)
 
 
 class _Dumper(yaml.SafeDumper):
