@@ -139,9 +139,10 @@ class Stack:
         full.fill(0.5)
         if isinstance(kernel, dict):  # a plan chosen for another stack of these shapes
             self.kernels = dict(kernel)
-        else:  # measured on two models' operands: a fraction of one step's work
-            sites = gemm_sites(self.layout, full, min(K, 2), self.grad)
-            self.kernels = choose_kernels(sites, kernel)
+        else:
+            self.kernels = choose_kernels(gemm_sites(self.layout, full, K, self.grad), kernel,
+                                          few_sites=gemm_sites(self.layout, full, min(K, 2),
+                                                               self.grad))
         self.rows = K
         self.results = [None] * K
         self.state = [{"best_loss": math.inf, "count": 0, "curve": []} for _ in members]

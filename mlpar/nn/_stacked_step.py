@@ -43,6 +43,9 @@ __all__ = ["KERNELS", "StackedLayout", "StackedWorkspace", "build_step", "choose
 # call's time: both run the same BLAS routine per model (same bits), so the
 # measurement guards against a batched path that falls off BLAS, not noise.
 LOOP_MARGIN = 0.8
+# A batched call shorter than this is timed against the loop over all models
+# (see choose_kernels); longer ones on two models only.
+SHORT_CALL_S = 5e-5
 
 KERNELS = ("auto", "batched", "loop")
 
@@ -170,42 +173,62 @@ def _gemm(kernel, a, b, out):
     return loop
 
 
-def choose_kernels(sites, kernel="auto"):
+def choose_kernels(sites, kernel="auto", *, few_sites=None):
     """``{site: "batched" | "loop"}``: the kernel of each GEMM site.
 
-    ``"auto"`` runs both kernels twice, interleaved, on each site's operands
-    (finite values; a couple of models suffice, since what differs between the
-    kernels is per model: the BLAS path NumPy takes, and one Python call per
-    model) and keeps the batched call unless the loop is clearly faster (under
-    :data:`LOOP_MARGIN` of its time). It also keeps the loop wherever the two
-    disagree in any bit: the loop makes the single engine's own ``np.dot``
-    calls, so results stay those of training alone, whatever the platform.
+    ``"auto"`` times both kernels on each site's operands (finite values) and
+    keeps the batched call unless the loop is clearly faster (under
+    :data:`LOOP_MARGIN` of its time). The timing runs on ``few_sites`` (the
+    same sites over a couple of models): what can differ there is per model
+    (the BLAS path NumPy takes), and timing all models would cost a step.
+    Sites whose batched call over all models would take under
+    :data:`SHORT_CALL_S` are timed on all of them instead, best of three:
+    there the loop's extra Python calls are the difference, and two models
+    would hide it. The loop is also kept wherever the two kernels disagree in
+    any bit: it makes the single engine's own ``np.dot`` calls, so results
+    stay those of training alone, whatever the platform.
     """
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; available: {', '.join(KERNELS)}")
     if kernel != "auto":
         return {name: kernel for name in sites}
-    clock = time.perf_counter
+    few_sites = few_sites or sites
     plan = {}
     for name, operands in sites.items():
-        out = operands[2]
-        if out.shape[0] < 2:  # one model: the two kernels are the same call
+        rows = operands[2].shape[0]
+        few = few_sites[name]
+        if rows < 2:  # one model: the two kernels are the same call
             plan[name] = "batched"
             continue
-        kernels = {"batched": _gemm("batched", *operands), "loop": _gemm("loop", *operands)}
-        best = dict.fromkeys(kernels, math.inf)
-        for round_ in range(2):  # the first round warms up too
-            for kind, f in kernels.items():
-                t0 = clock()
-                f()
-                best[kind] = min(best[kind], clock() - t0)
-                if round_ == 0 and kind == "batched":
-                    reference = out.copy()
-            if round_ == 0:
-                same = np.array_equal(reference, out)
-        faster = best["loop"] < LOOP_MARGIN * best["batched"]
-        plan[name] = "loop" if faster or not same else "batched"
+        batched = _gemm("batched", *few)
+        batched()  # warm-up
+        estimate = _seconds(batched) * rows / few[2].shape[0]
+        if estimate < SHORT_CALL_S:
+            plan[name] = _faster(operands, rounds=3)
+        else:
+            plan[name] = _faster(few, rounds=1)
     return plan
+
+
+def _seconds(f):
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
+
+
+def _faster(operands, rounds):
+    """"loop" if the loop is clearly faster on these operands, or differs in a bit."""
+    out = operands[2]
+    batched, loop = _gemm("batched", *operands), _gemm("loop", *operands)
+    best_batched = _seconds(batched)
+    reference = out.copy()
+    best_loop = _seconds(loop)
+    if not np.array_equal(reference, out):
+        return "loop"
+    for _ in range(rounds - 1):
+        best_batched = min(best_batched, _seconds(batched))
+        best_loop = min(best_loop, _seconds(loop))
+    return "loop" if best_loop < LOOP_MARGIN * best_batched else "batched"
 
 
 # -- the step -----------------------------------------------------------------------
