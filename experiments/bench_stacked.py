@@ -58,6 +58,7 @@ try:
     from mlpar.nn import fit_mlp_stack
 except ImportError:  # not exported by mlpar.nn yet
     from mlpar.nn._stacked import fit_mlp_stack
+from mlpar.nn._stacked_loop import last_level_cache_bytes
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results" / "stacked"
 N_TRIALS = 16
@@ -143,6 +144,7 @@ def environment():
         "platform": platform.platform(), "python": sys.version.split()[0],
         "gil_enabled": getattr(sys, "_is_gil_enabled", lambda: True)(),
         "numpy": np.__version__,
+        "last_level_cache_bytes": last_level_cache_bytes(),  # what max_stack="auto" sizes by
         "blas": [{k: info.get(k) for k in ("user_api", "internal_api", "version", "num_threads",
                                            "threading_layer", "architecture")}
                  for info in threadpool_info()],
@@ -241,14 +243,21 @@ def to_markdown(report):
         f"{cfg['n_trials']} trials of 64 -> w -> w -> 10 on {cfg['data']}, Adam, float32, "
         f"1 BLAS thread, {cfg['repeats']} interleaved repeats after a warm-up"
         + (" (quick run)" if cfg["quick"] else "") + ".",
-        f"Machine: {env['cpu_model']}, {env['cpus_usable']} usable of {env['cpu_count']} cores; "
-        f"{blas}; Python {env['python']}, NumPy {env['numpy']}.",
+        f"Machine: {env['cpu_model']}, {env['cpus_usable']} usable of {env['cpu_count']} cores, "
+        f"{env['last_level_cache_bytes'] / 2 ** 20:.0f} MiB last-level cache; {blas}; "
+        f"Python {env['python']}, NumPy {env['numpy']}.",
         f"Command: `{' '.join(cfg['command'])}`", "", HEADER,
         *(_line(r) for r in report["results"]), "", "Targets (issue 13):", "",
     ]
     for c in report["targets"]:
         lines.append(f"- {c['what']}: {c['got']:.2f}x (target {c['target']:.2f}x) "
                      f"{'met' if c['met'] else 'NOT met'}")
+    same = [r for r in report["results"] if r["stack_size"] == 1]
+    if same:  # stacked and stacked-loop run the same code there: their ratio is noise
+        ratios = [r["stacked_vs_loop"] for r in same]
+        lines += ["", f"Noise: where a stack holds one model, stacked and stacked-loop run the "
+                  f"same code (the single engine); their ratio there is "
+                  f"{min(ratios):.2f}-{max(ratios):.2f}x."]
     lines += ["", "Speedups are medians over repeats of paired ratios of whole-call wall time "
               "(unstacked / stacked); the CPU column uses process CPU time. us/model-step is "
               "the median wall time divided by 16 x steps. Models per stack: what "

@@ -198,6 +198,7 @@ def test_max_time_stops_every_model_after_the_minibatch_it_runs_out_in():
     dict(shuffle=False),
     dict(batch_size="auto"),
     dict(batch_size=70),  # one minibatch per epoch
+    dict(batch_size=1, max_iter=2),  # 1-row products: GEMV paths
     dict(hidden_layer_sizes=()),  # no hidden layer
     dict(dtype="float64", hidden_layer_sizes=(256, 128), max_iter=2),  # several chunks
     dict(hidden_layer_sizes=(256, 256), max_iter=2),  # float32, several chunks

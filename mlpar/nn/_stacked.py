@@ -75,7 +75,7 @@ class StackMember:
     n_iter_no_change: int = None
 
 
-@dataclass
+@dataclass(eq=False)
 class StackedResult:
     """One model of a stack, trained: the estimators' fitted attributes, without ``_``.
 
@@ -85,12 +85,12 @@ class StackedResult:
 
     index: int  # position in the ``members`` passed to train_stacked
     member: StackMember
-    params: np.ndarray
-    coefs: list
-    intercepts: list
+    params: np.ndarray = field(repr=False)
+    coefs: list = field(repr=False)
+    intercepts: list = field(repr=False)
     n_iter: int
     loss: float
-    loss_curve: list
+    loss_curve: list = field(repr=False)
     best_loss: float
     stop_reason: str
     n_steps: int
