@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from mlpar.results import Journal, SweepResult, TrialRow, read_journal
+from mlpar.results import JOURNAL_VERSION, Journal, SweepResult, TrialRow, read_journal
 from mlpar.space import trial_key
 
 HEADER = {"fn": "m.fn", "trials": "abc", "random_state": 0, "seeds": 2, "n_iter": None, "error_score": math.nan}
@@ -157,7 +157,8 @@ def test_journal_writes_header_and_rows(tmp_path):
             # Flushed at once: readable before the journal is closed.
             assert len(path.read_text().splitlines()) == row.index + 2
     lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert lines[0]["type"] == "header" and lines[0]["version"] == 1 and lines[0]["fn"] == "m.fn"
+    assert lines[0]["type"] == "header" and lines[0]["version"] == JOURNAL_VERSION == 2
+    assert lines[0]["fn"] == "m.fn"
     assert [line["type"] for line in lines[1:]] == ["trial"] * 3
     header, back = read_journal(path)
     assert header["seeds"] == 2
@@ -243,3 +244,124 @@ def test_from_journal(tmp_path):
     assert result.wall_time == pytest.approx(2.5)
     assert result.best("acc")["params"] == {"i": 2}
     assert np.isnan(result.info["error_score"])
+
+
+# Strict JSON (issue 15): JSON has no NaN, and jq, JavaScript and databases refuse it.
+def _refuse(token):
+    raise ValueError(f"not strict JSON: {token}")
+
+
+def strict_lines(path):
+    return [json.loads(line, parse_constant=_refuse) for line in path.read_text().splitlines()]
+
+
+def non_finite_trial(params, seed):
+    if params["kind"] == "raise":
+        raise RuntimeError("boom")
+    value = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "ok": 0.5}[params["kind"]]
+    return {"loss": value, "curve": [0.5, value], "note": "NaN"}
+
+
+KINDS = {"kind": ["ok", "nan", "inf", "-inf", "raise"]}
+
+
+def check_non_finite_rows(result):
+    by_kind = {row.params["kind"]: row for row in result}
+    assert {k: r.status for k, r in by_kind.items()} == {
+        "ok": "ok", "nan": "diverged", "inf": "diverged", "-inf": "diverged", "raise": "failed"}
+    assert math.isnan(by_kind["nan"].metrics["loss"])
+    assert by_kind["inf"].metrics["loss"] == math.inf
+    assert by_kind["-inf"].metrics["curve"] == [0.5, -math.inf]
+    assert math.isnan(result.info["error_score"])
+    summary = result.summary()
+    assert summary["mean_loss"][0] == 0.5 and all(math.isnan(m) for m in summary["mean_loss"][1:])
+
+
+def test_every_journal_line_is_strict_json_and_non_finite_values_round_trip(tmp_path):
+    from mlpar.sweep import sweep
+
+    path = tmp_path / "j.jsonl"
+    ran = sweep(non_finite_trial, KINDS, journal=path, progress=False)
+    lines = strict_lines(path)
+    assert lines[0]["error_score"] == "NaN"
+    assert [line["metrics"].get("loss") for line in lines[1:]] == [
+        0.5, "NaN", "Infinity", "-Infinity", None]
+    check_non_finite_rows(ran)
+    check_non_finite_rows(SweepResult.from_journal(path))
+    # Resuming a finished journal runs nothing and reads the same rows back.
+    resumed = sweep(non_finite_trial, KINDS, journal=path, resume=True, progress=False)
+    check_non_finite_rows(resumed)
+    assert [r.to_dict()["status"] for r in resumed] == [r.status for r in ran]
+
+
+def test_text_fields_are_never_read_as_floats(tmp_path):
+    path = tmp_path / "j.jsonl"
+    row = make_row(0, {"i": 0}, status="failed")
+    row.error_message = row.error_type = "NaN"
+    with Journal.open(path, HEADER)[0] as journal:
+        journal.append(row)
+    back = read_journal(path)[1][0]
+    assert (back.error_type, back.error_message) == ("NaN", "NaN")
+
+
+def write_version_1(path, rows):
+    """A journal as mlpar wrote it before strict JSON: bare NaN and Infinity."""
+    lines = [{"type": "header", "version": 1, "created_at": "2026-01-01T00:00:00+00:00",
+              **HEADER}] + [{"type": "trial", **row.to_dict()} for row in rows]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert "NaN" in path.read_text() and "Infinity" in path.read_text()
+
+
+OLD_ROWS = [make_row(0, {"i": 0}, status="diverged", loss=math.nan),
+            make_row(1, {"i": 1}, status="diverged", loss=math.inf),
+            make_row(2, {"i": 2}, acc=0.5, loss=0.1)]
+
+
+def test_version_1_journals_with_bare_nan_are_still_read(tmp_path):
+    path = tmp_path / "old.jsonl"
+    write_version_1(path, OLD_ROWS)
+    header, rows = read_journal(path)
+    assert header["version"] == 1 and math.isnan(header["error_score"])
+    assert [r.status for r in rows] == ["diverged", "diverged", "ok"]
+    assert math.isnan(rows[0].metrics["loss"]) and rows[1].metrics["loss"] == math.inf
+    assert SweepResult.from_journal(path).summary()["n_ok"] == [0, 0, 1]
+
+
+def test_resuming_a_version_1_journal_rewrites_it_strict(tmp_path):
+    path = tmp_path / "old.jsonl"
+    write_version_1(path, OLD_ROWS)
+    journal, done = Journal.open(path, HEADER, resume=True)
+    assert [r.status for r in done] == ["diverged", "diverged", "ok"]
+    with journal:
+        journal.append(make_row(3, {"i": 3}, status="diverged", loss=-math.inf))
+    lines = strict_lines(path)
+    assert lines[0]["version"] == 2 and lines[0]["created_at"] == "2026-01-01T00:00:00+00:00"
+    assert [line["metrics"]["loss"] for line in lines[1:]] == [
+        "NaN", "Infinity", 0.1, "-Infinity"]
+    rows = read_journal(path)[1]
+    assert rows[1:3] == OLD_ROWS[1:3] and rows[0].key == OLD_ROWS[0].key
+    assert math.isnan(rows[0].metrics["loss"]) and rows[3].metrics["loss"] == -math.inf
+
+
+def test_a_journal_of_a_newer_version_is_refused(tmp_path):
+    path = tmp_path / "new.jsonl"
+    path.write_text(json.dumps({"type": "header", "version": 3, **HEADER}, default=str) + "\n")
+    with pytest.raises(ValueError, match=re.escape(
+            f"{path}: journal version 3 is not supported (this mlpar reads versions 1, 2); "
+            f"it was written by a newer mlpar")):
+        read_journal(path)
+
+
+def test_summary_csv_keeps_nan_and_inf_as_pandas_reads_them(tmp_path):
+    from mlpar.sweep import sweep
+
+    path = tmp_path / "j.jsonl"
+    sweep(non_finite_trial, KINDS, journal=path, progress=False)
+    out = SweepResult.from_journal(path).to_csv(tmp_path / "summary.csv")
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["metric_loss"] for r in rows] == ["0.5", "nan", "inf", "-inf", ""]
+    pandas = pytest.importorskip("pandas")
+    frame = pandas.read_csv(out)
+    assert frame["metric_loss"].isna().tolist() == [False, True, False, False, True]
+    assert frame["metric_loss"].tolist()[2:4] == [math.inf, -math.inf]

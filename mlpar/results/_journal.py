@@ -1,16 +1,35 @@
-"""The JSONL journal of a sweep: written as trials finish, read back to resume."""
+"""The JSONL journal of a sweep: written as trials finish, read back to resume.
+
+Every line is strict JSON (RFC 8259), which ``jq``, JavaScript and databases'
+JSON loaders read. JSON has no NaN or infinity, so a non-finite float (a
+diverged trial's loss, the default ``error_score``) is written as one of the
+strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``, and read back as the
+float. Only the values of ``metrics`` and ``params`` and the header's settings
+are read that way: a metric or parameter whose value is one of those three
+strings comes back as the float. Error messages and tracebacks are never
+converted.
+
+Version 1 journals (before mlpar wrote strict JSON) held bare ``NaN`` tokens;
+they are still read, and resuming one rewrites it, atomically, as version 2.
+"""
 
 import datetime
 import json
+import math
 import threading
 import warnings
 from pathlib import Path
 
+from ..runs import atomic_write
 from ._rows import TrialRow
 
-__all__ = ["Journal", "read_journal", "JOURNAL_VERSION", "IDENTITY_FIELDS"]
+__all__ = ["Journal", "read_journal", "JOURNAL_VERSION", "IDENTITY_FIELDS", "strict_json"]
 
-JOURNAL_VERSION = 1
+#: 2: strict JSON, non-finite floats as strings. 1 (read, and upgraded on resume): bare NaN.
+JOURNAL_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 # Header fields that define *which* sweep a journal belongs to; a journal
 # may be resumed with another backend, n_jobs or timeout, never another one of these.
@@ -19,6 +38,42 @@ IDENTITY_FIELDS = ("fn", "trials", "random_state", "seeds", "n_iter")
 
 def _now_iso():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _encode(value):
+    """``value`` with every non-finite float, at any depth, as its JSON-safe string."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value):
+    """The inverse of :func:`_encode`: the three strings back to floats, at any depth."""
+    if isinstance(value, str):
+        return _NON_FINITE.get(value, value)
+    if isinstance(value, dict):
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def strict_json(record):
+    """One journal line for ``record`` (a dict): strict JSON, non-finite floats as strings."""
+    # allow_nan=False: a non-finite value that escaped _encode is a bug, not a line.
+    return json.dumps(_encode(record), allow_nan=False)
+
+
+def _decoded(record):
+    """A record as read: metrics and params of a trial, or a header's settings, decoded."""
+    if record.get("type") == "trial":
+        return {**record, **{k: _decode(record[k]) for k in ("metrics", "params")
+                             if k in record}}
+    return {k: _decode(v) for k, v in record.items()}
 
 
 def read_journal(path):
@@ -38,12 +93,12 @@ def read_journal(path):
     rows : list of TrialRow
         In journal order.
     """
-    header, rows, _ = _read(Path(path))
+    header, rows, _, _ = _read(Path(path))
     return header, rows
 
 
 def _read(path):
-    """Return ``(header, rows, size of the intact prefix in bytes)``."""
+    """Return ``(header, rows, size of the intact prefix in bytes, records)``."""
     data = path.read_bytes()
     lines = data.split(b"\n")
     records, good = [], 0
@@ -52,6 +107,7 @@ def _read(path):
         if number == len(lines) and raw == b"":
             break
         try:
+            # json.loads reads the bare NaN of version 1 journals as well.
             record = json.loads(raw)
             complete = number < len(lines) and isinstance(record, dict)
         except ValueError:
@@ -66,15 +122,16 @@ def _read(path):
                 )
                 break
             raise ValueError(f"{path}:{number}: not a JSON object; the journal is corrupt")
-        records.append(record)
+        records.append(_decoded(record))
         good += len(raw) + 1
     if not records or records[0].get("type") != "header":
         raise ValueError(f"{path} is not an mlpar journal: its first line is not a header record")
     header = records[0]
-    if header.get("version") != JOURNAL_VERSION:
+    if header.get("version") not in READABLE_VERSIONS:
         raise ValueError(
             f"{path}: journal version {header.get('version')!r} is not supported "
-            f"(this mlpar reads version {JOURNAL_VERSION})"
+            f"(this mlpar reads versions {', '.join(map(str, READABLE_VERSIONS))}); "
+            f"it was written by a newer mlpar"
         )
     by_key = {}
     for record in records[1:]:
@@ -82,7 +139,7 @@ def _read(path):
             if record.get("key") in by_key:
                 warnings.warn(f"{path}: trial {record['key']} appears twice; keeping the later row", RuntimeWarning, stacklevel=3)
             by_key[record["key"]] = TrialRow.from_dict(record)
-    return header, list(by_key.values()), good
+    return header, list(by_key.values()), good, records
 
 
 class Journal:
@@ -129,7 +186,7 @@ class Journal:
                     f"journal {path} already exists; pass resume=True to finish "
                     "that sweep, or choose another journal path"
                 )
-            old, rows, good = _read(path)
+            old, rows, good, records = _read(path)
             for name in IDENTITY_FIELDS:
                 if old.get(name) != header.get(name):
                     raise ValueError(
@@ -137,6 +194,13 @@ class Journal:
                         f"{old.get(name)!r} there but {header.get(name)!r} here; resume "
                         "with the original fn, space and seeds, or choose another journal path"
                     )
+            if old.get("version") != JOURNAL_VERSION:
+                # Rewritten whole before anything is appended, so that every
+                # line of the journal is strict JSON of one version.
+                records[0] = {**old, "version": JOURNAL_VERSION}
+                text = "".join(strict_json(record) + "\n" for record in records)
+                atomic_write(path, text)
+                good = len(text.encode("utf-8"))
             file = open(path, "r+b")
             # Cut a torn last line so that appended rows start on a fresh line.
             file.truncate(good)
@@ -148,7 +212,7 @@ class Journal:
         return journal, []
 
     def _write(self, record):
-        line = (json.dumps(record) + "\n").encode("utf-8")
+        line = (strict_json(record) + "\n").encode("utf-8")
         with self._lock:
             self._file.write(line)
             # Flushed to the OS at once: a killed sweep keeps every finished trial.
