@@ -52,12 +52,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from mlpar.nn import fit_mlp
-
-try:
-    from mlpar.nn import fit_mlp_stack
-except ImportError:  # not exported by mlpar.nn yet
-    from mlpar.nn._stacked import fit_mlp_stack
+from mlpar.nn import fit_mlp, fit_mlp_stack, train_stacked
 from mlpar.nn._stacked_loop import last_level_cache_bytes
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results" / "stacked"
@@ -120,8 +115,6 @@ def check_identical(X, y, width, batch):
 
 def kernel_plan(X, y, width, batch):
     """The GEMM kernels "auto" chose and the models per stack (max_stack="auto")."""
-    from mlpar.nn._stacked import train_stacked
-
     Y = np.eye(10, dtype=np.float32)[y]
     r = train_stacked(X, Y, members(), hidden_layer_sizes=(width, width),
                       out_activation="softmax", batch_size=batch, max_iter=1)[0]

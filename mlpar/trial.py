@@ -20,7 +20,7 @@ import time
 from .config import resolve_trial_params
 from .context import checkpoint_path, previous_checkpoint_path, trial_deadline
 from .data import DATASETS, load_splits, prepare_splits
-from .nn import fit_mlp
+from .nn import StackMember, fit_mlp, fit_mlp_stack
 
 __all__ = ["train_mlp", "MLPTrial", "build_estimator", "prepare_data"]
 
@@ -240,8 +240,6 @@ def run_stack(batch, *, kernel="auto"):
     for the times: ``fit_time`` and ``data_time`` are each trial's share of
     the stack's.
     """
-    from .nn._stacked import StackMember, fit_mlp_stack
-
     t0 = time.perf_counter()
     settings = [resolve_trial_params(params) for params, _ in batch]
     first = settings[0]

@@ -7,7 +7,8 @@ that allocates nothing. ``instrument=True`` records where a fit's time goes
 (GIL-free BLAS and large ufuncs versus GIL-held Python), which the rest of
 mlpar uses to explain and predict backend speedups.
 
-:func:`fit_mlp` trains the same models with NumPy alone. Importing this package
+:func:`fit_mlp` trains the same models with NumPy alone, and
+:func:`fit_mlp_stack` trains many of them as one batched computation. Importing this package
 loads NumPy and the engine only; the estimators (and with them scikit-learn,
 ~2 s and ~100 MB per process) load on first use of their names.
 """
@@ -15,10 +16,12 @@ loads NumPy and the engine only; the estimators (and with them scikit-learn,
 from ._engine import ACTIVATIONS
 from ._fit import FittedMLP, fit_mlp
 from ._optim import SOLVERS
+from ._stacked import StackedResult, StackMember, fit_mlp_stack, train_stacked
 from ._train import STOP_REASONS
 
 __all__ = ["ACTIVATIONS", "SOLVERS", "STOP_REASONS", "FittedMLP", "MLPClassifier",
-           "MLPRegressor", "fit_mlp"]
+           "MLPRegressor", "StackMember", "StackedResult", "fit_mlp", "fit_mlp_stack",
+           "train_stacked"]
 
 _ESTIMATORS = ("MLPClassifier", "MLPRegressor")
 
