@@ -14,14 +14,22 @@ neither is ours to change: a crashing trial is retried by Dask up to the
 cluster's ``distributed.scheduler.allowed-failures`` before it is reported
 ``crashed``, and timeouts are cooperative only (a late trial is marked
 ``timeout`` when it returns).
+
+The BLAS limit is set per worker process, not per trial: on someone else's
+cluster a worker may have several threads, and trials sharing it must not
+undo each other's limit (see ``_BlasLease``).
 """
 
+import copy
 import logging
 import math
 import os
 import queue
+import sys
+import threading
 import time
 import warnings
+from contextlib import contextmanager
 
 try:
     import dask
@@ -33,14 +41,79 @@ except ImportError as exc:  # pragma: no cover - exercised only without dask
     ) from exc
 
 from ._base import Backend, drain, effective_n_jobs
+from ._execute import _threadpools
 from ._process import _THREAD_ENV_VARS, _synthetic_outcome, kill_grace
 
-__all__ = ["DaskBackend"]
+__all__ = ["DaskBackend", "connect"]
+
+
+def connect(address, *, timeout):
+    """A client of the Dask scheduler at ``address``, or one clear error after ``timeout`` s.
+
+    Raises
+    ------
+    ConnectionError
+        Naming the address, when no scheduler answers there in time.
+    """
+    try:
+        return distributed.Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        reason = " ".join(str(exc).split())
+        # Dask's "Timed out trying to connect to <address> after 10 s" says it again.
+        reason = "" if not reason or reason.startswith("Timed out") else f" ({reason})"
+        raise ConnectionError(
+            f"cannot reach the Dask scheduler at {address} within {timeout:g} s{reason}; "
+            f"check execution.address, start a scheduler there (dask scheduler), or raise "
+            f"execution.connect_timeout") from None
+
+
+class _BlasLease:
+    """This worker process's BLAS limit, held while any trial of a sweep runs in it.
+
+    A worker with several threads runs several trials at once, and the BLAS
+    limit is process-wide: if each trial set the limit on entry and restored
+    the old value on exit, the first to finish would lift the limit under the
+    others. So the first trial in sets it, every trial applies it in its own
+    thread too (OpenMP's limit is per thread), and the last one out restores
+    the worker's own value. (OpenBLAS 0.3.31 ignores that last raise while
+    other threads that called it are alive, as a multi-threaded worker's are:
+    the worker then keeps the sweep's limit, never a larger one.)
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._original = None
+
+    @contextmanager
+    def hold(self, limit):
+        with self._lock:
+            limiter = _threadpools(len(sys.modules)).limit(limits=limit)
+            if self._holders == 0:
+                self._original = limiter
+            self._holders += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holders -= 1
+                if self._holders == 0:
+                    self._original.restore_original_limits()
+                    self._original = None
+
+
+# One per worker process, like the limit it guards (a module global on purpose).
+_LEASE = _BlasLease()
 
 
 def _call(runner, trial):
-    """Task body on a Dask worker."""
-    return runner(trial)
+    """Task body on a Dask worker: the trial, under the worker's shared BLAS limit."""
+    if not runner.limit_threads or runner.blas_threads is None:
+        return runner(trial)
+    inner = copy.copy(runner)
+    inner.limit_threads = False  # the lease holds the limit instead
+    with _LEASE.hold(runner.blas_threads):
+        return inner(trial)
 
 
 async def _exit_worker():
@@ -101,7 +174,9 @@ class DaskBackend(Backend):
         if isinstance(self.address, distributed.Client):
             self._client = self.address
         else:
-            self._client = distributed.Client(self.address, set_as_default=False)
+            # Dask's own connect timeout (30 s by default), as one clear error.
+            timeout = dask.config.get("distributed.comm.timeouts.connect")
+            self._client = connect(self.address, timeout=dask.utils.parse_timedelta(timeout))
             self._own_client = True
         # Not our cluster: its scheduler's settings are not ours to change.
         self.supports_timeout_kill = False
@@ -138,6 +213,9 @@ class DaskBackend(Backend):
                     # A dashboard on a random loopback port, not the default
                     # ":8787" on every interface.
                     dashboard_address="127.0.0.1:0",
+                    # The workers' own HTTP servers too: in older distributed
+                    # releases (2024.1 included) they listened on every interface.
+                    worker_dashboard_address="127.0.0.1:0",
                     # A trial that kills its worker is reported at once rather
                     # than retried by Dask on three more workers.
                     scheduler_kwargs={"allowed_failures": 0},
