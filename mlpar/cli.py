@@ -5,8 +5,11 @@ imports only what it uses, so ``mlpar --help`` or ``mlpar validate`` start
 about as fast as NumPy does.
 
 Every error a user can cause (a bad config, a missing file, an unknown
-backend, a missing optional dependency) becomes one line on stderr and exit
-code 2, never a traceback. Ctrl-C exits 130 with the journal intact.
+backend, a missing optional dependency, an unreachable scheduler) becomes one
+line on stderr and exit code 2, never a traceback. Ctrl-C exits 130 with the
+journal intact. Progress goes to stderr: bars on a terminal, otherwise (nohup,
+CI, a pipe) one short line as trials or compared runs finish; ``--quiet``
+shows neither.
 """
 
 from __future__ import annotations
@@ -53,13 +56,21 @@ def _add_overrides(p):
                         "--set model.hidden=[64,64] (values are YAML)")
 
 
-def _add_execution(p):
-    p.add_argument("--backend", help="serial, threads, processes or dask")
+def _add_progress(p):
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar: one line as trials finish instead")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output at all")
+
+
+def _add_execution(p, *, progress=True):
+    p.add_argument("--backend", help="serial, threads, processes or dask (serial alone sets "
+                                     "n_jobs to 1 unless --n-jobs is given)")
     p.add_argument("--n-jobs", type=int, help="parallel workers (-1: all cores)")
     p.add_argument("--blas-threads", type=int, help="BLAS threads per worker")
     p.add_argument("--stack", help="train up to N compatible trials as one batched "
                                    "computation: an integer, auto (measured) or none")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    if progress:
+        _add_progress(p)
 
 
 def _build_parser():
@@ -95,18 +106,21 @@ def _build_parser():
                         "interpreters with the GIL on (PYTHON_GIL=1), off (PYTHON_GIL=0), "
                         "or both")
     p.add_argument("--run-dir", help="write the comparison here")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_progress(p)
 
     p = sub.add_parser("resume", help="finish an interrupted run from its journal")
     p.add_argument("run_dir", help="the run folder (holds config.yaml and results.jsonl)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_progress(p)
 
     p = sub.add_parser("report", help="write report.md and plots for a run folder")
     p.add_argument("run_dir", help="the run folder")
 
-    p = sub.add_parser("validate", help="check a config without running it")
+    p = sub.add_parser("validate", help="check a config without running it",
+                       description="Check a config and all a run of it needs before its "
+                                   "first trial: backend, output folder, Dask scheduler.")
     p.add_argument("config", help="YAML config file")
     _add_overrides(p)
+    _add_execution(p, progress=False)
 
     p = sub.add_parser("info", help="cores, BLAS, Python build and versions")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -166,7 +180,8 @@ def main(argv=None) -> int:
                 print(line, file=sys.stderr)
             return EXIT_USAGE
         if isinstance(exc, (ValueError, TypeError, ImportError, FileNotFoundError,
-                            NotADirectoryError, IsADirectoryError, PermissionError)) \
+                            FileExistsError, NotADirectoryError, IsADirectoryError,
+                            PermissionError, ConnectionError)) \
                 and not os.environ.get("MLPAR_DEBUG"):
             # MLPAR_DEBUG=1 shows the traceback instead, for bug reports.
             print(f"mlpar: {_one_line(exc)}", file=sys.stderr)
@@ -179,7 +194,62 @@ def _say(text=""):
 
 
 def _progress(args):
-    return False if getattr(args, "no_progress", False) else None
+    """The sweeps' progress bars: off with --quiet or --no-progress, else on a terminal."""
+    return False if args.quiet or args.no_progress else None
+
+
+def _lines(args, stream):
+    """Whether to print progress lines: not --quiet, and no bar on ``stream``."""
+    return not args.quiet and (args.no_progress or not stream.isatty())
+
+
+def _follow(args, run_dir):
+    """Progress lines from the journals of ``run_dir``, where no bar shows (a context)."""
+    from contextlib import nullcontext
+
+    if not _lines(args, sys.stderr):
+        return nullcontext()
+    from .results import JournalFollower
+
+    return JournalFollower(run_dir, lambda p: print(p.line(), file=sys.stderr, flush=True),
+                           min_gap=2.0)
+
+
+# The flags that set an execution setting, by the key they set (for messages).
+_FLAGS = {"execution.backend": "--backend", "execution.n_jobs": "--n-jobs",
+          "execution.blas_threads": "--blas-threads", "execution.stack": "--stack"}
+
+
+def _load(args):
+    """args.config with its --set overrides and execution flags; notes go to stderr.
+
+    Errors about a value a flag set name the flag (``--n-jobs: ...``), not
+    the ``--set`` the flag became.
+    """
+    import warnings
+
+    from .config import ConfigError, OverrideWarning, load_config
+
+    flags = _execution_overrides(args)
+    typed = {o.partition("=")[0].strip() for o in args.overrides}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", OverrideWarning)
+        try:
+            config = load_config(args.config, overrides=list(args.overrides) + flags)
+        except ConfigError as exc:
+            lines = []
+            for line in exc.errors:
+                for key, flag in _FLAGS.items():
+                    if key not in typed and line.startswith(f"--set {key}: "):
+                        line = flag + line[len(f"--set {key}"):]
+                lines.append(line)
+            raise ConfigError(lines) from None
+    for w in caught:
+        if issubclass(w.category, OverrideWarning):
+            print(f"mlpar: note: {w.message}", file=sys.stderr, flush=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return config
 
 
 def _execution_overrides(args):
@@ -195,15 +265,20 @@ def _execution_overrides(args):
 
 
 def _interrupted(run_dir):
-    print(f"\ninterrupted: every completed trial is in {Path(run_dir) / 'results.jsonl'}\n"
-          f"finish the run with: mlpar resume {run_dir}", file=sys.stderr, flush=True)
+    if run_dir is not None and not Path(run_dir).exists():
+        print("\ninterrupted before any trial finished: nothing to resume, and no run "
+              "folder was kept", file=sys.stderr, flush=True)
+    elif run_dir is not None:
+        print(f"\ninterrupted: every completed trial is in {Path(run_dir) / 'results.jsonl'}\n"
+              f"finish the run with: mlpar resume {run_dir}", file=sys.stderr, flush=True)
 
 
 def _validate(args, argv):
-    from .config import load_config
+    from .experiment import check_experiment
     from .space import expand_space
 
-    config = load_config(args.config, overrides=args.overrides)
+    config = _load(args)
+    check_experiment(config)
     trials = expand_space(config.search_space(), n_iter=config.sweep.n_iter,
                           seeds=config.sweep.seeds, random_state=config.sweep.random_state)
     kind = "random search" if config.is_random_search else "grid"
@@ -220,20 +295,28 @@ def _info(args, argv):
 
 
 def _run(args, argv):
-    from .config import load_config
+    from contextlib import ExitStack
+
     from .experiment import run_experiment
     from .report import format_run_summary
-    from .runs import prepare_run
 
-    config = load_config(args.config, overrides=list(args.overrides) + _execution_overrides(args))
-    run_dir = prepare_run(config, args.run_dir, argv=["mlpar", *argv])
-    _say(f"run folder: {run_dir}")
-    try:
-        run_dir, result = run_experiment(config, run_dir=run_dir, progress=_progress(args),
-                                         argv=["mlpar", *argv])
-    except KeyboardInterrupt:
-        _interrupted(run_dir)
-        raise
+    config = _load(args)
+    started = []
+    with ExitStack() as follow:
+        def on_start(run_dir):
+            # The folder exists only once everything a run needs was checked.
+            started.append(run_dir)
+            _say(f"run folder: {run_dir}")
+            follow.enter_context(_follow(args, run_dir))
+
+        try:
+            run_dir, result = run_experiment(config, run_dir=args.run_dir,
+                                             progress=_progress(args), argv=["mlpar", *argv],
+                                             on_start=on_start)
+        except KeyboardInterrupt:
+            follow.close()
+            _interrupted(started[0] if started else None)
+            raise
     _say(format_run_summary(result, config))
     _say(f"\nrun folder: {run_dir}\nreport:     mlpar report {run_dir}")
     return EXIT_OK
@@ -244,7 +327,8 @@ def _resume(args, argv):
     from .report import format_run_summary
 
     try:
-        config, result = resume_run(args.run_dir, progress=_progress(args))
+        with _follow(args, args.run_dir):
+            config, result = resume_run(args.run_dir, progress=_progress(args))
     except KeyboardInterrupt:
         _interrupted(args.run_dir)
         raise
@@ -268,13 +352,14 @@ def _compare(args, argv):
 
     config = load_config(args.config, overrides=args.overrides)
     # Without a progress bar (not a terminal, or --no-progress) one line per
-    # finished run shows that a long comparison is alive.
-    show_runs = args.no_progress or not sys.stdout.isatty()
+    # finished run, with the time so far and left, shows that a long comparison
+    # is alive; --quiet shows neither.
+    state = {"show_runs": _lines(args, sys.stdout)}
     run_dir, doc = run_comparison(
         config, backends=args.backends, n_jobs=args.n_jobs, repeats=args.repeats,
         blas_axis=not args.no_blas_axis, gil=args.gil, run_dir=args.run_dir,
         progress=_progress(args), argv=["mlpar", *argv],
-        on_event=lambda kind, **data: _compare_event(kind, data, show_runs))
+        on_event=lambda kind, **data: _compare_event(kind, data, state))
     from .report._compare import format_outcome
 
     _say("\n" + format_outcome(doc))
@@ -282,8 +367,14 @@ def _compare(args, argv):
     return EXIT_OK
 
 
-def _compare_event(kind, data, show_runs):
+def _compare_event(kind, data, state):
+    import time
+
+    from .results import duration
+
     if kind == "start":
+        state.update(t0=time.monotonic(), runs=0, run_time=0.0,
+                     total=len(data["settings"]) * data["repeats"] * data["n_groups"])
         _say(f"comparing {len(data['settings'])} settings x {data['repeats']} repeats on "
              f"{data['n_groups']} workload group(s), {data['cores']} cores; "
              f"run folder: {data['run_dir']}")
@@ -291,10 +382,18 @@ def _compare_event(kind, data, show_runs):
         from .analysis.summary import group_label
 
         _say(f"\n[{group_label(data['label'])}] {data['n_trials']} trials per run")
-    elif kind == "run" and show_runs:
+    elif kind == "run":
         r = data["record"]
+        state["runs"] += 1
+        state["run_time"] += r["wall_time"]
+        if not state["show_runs"]:
+            return
+        # ETA from the runs so far: the calibrations between groups are not in it.
+        left = state["total"] - state["runs"]
+        eta = f", ETA {duration(state['run_time'] / state['runs'] * left)}" if left else ""
         _say(f"  {r['label']:<28} repeat {r['repeat'] + 1}: {r['wall_time']:.2f} s "
-             f"({r['n_ok']}/{r['n_trials']} ok)")
+             f"({r['n_ok']}/{r['n_trials']} ok)  [{state['runs']}/{state['total']} runs, "
+             f"{duration(time.monotonic() - state['t0'])} elapsed{eta}]")
     elif kind == "group_done":
         from .report._compare import format_group
 

@@ -6,14 +6,92 @@ call; ``mlpar run``, ``mlpar resume`` and ``mlpar compare`` all go through it.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 from .config import load_config
-from .runs import CONFIG_FILE, JOURNAL_FILE, SUMMARY_FILE, check_run_dir, prepare_run
+from .runs import (
+    CONFIG_FILE,
+    JOURNAL_FILE,
+    SUMMARY_FILE,
+    check_can_create,
+    check_run_dir,
+    started_run,
+)
 from .sweep import sweep
 from .trial import MLPTrial
 
-__all__ = ["sweep_config", "run_experiment", "resume_run"]
+__all__ = ["sweep_config", "run_experiment", "resume_run", "check_experiment"]
+
+
+@contextmanager
+def _scheduler(backend, address, timeout):
+    """A client of the Dask scheduler at ``address`` (a str), else ``address`` as it is.
+
+    Connected here with ``execution.connect_timeout``, so that a wrong address
+    is one clear error in seconds, not Dask's traceback after 30 s.
+    """
+    if backend != "dask" or not isinstance(address, str):
+        yield address
+        return
+    from .backends._dask import connect
+
+    client = connect(address, timeout=timeout)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def check_experiment(config, *, run_dir=None, connect=True):
+    """Check all that can be checked before a trial runs, creating nothing.
+
+    The config itself is valid by construction; this checks what it names:
+    that the backend exists and its optional dependency is installed, that a
+    run folder can be created (``run_dir``, or a new one under
+    ``output.folder``) and holds no run yet, and, with ``connect``, that the
+    Dask scheduler of ``execution.address`` answers within
+    ``execution.connect_timeout``.
+
+    Raises
+    ------
+    ValueError, ImportError
+        For an unknown backend, or one whose optional dependency is missing.
+    NotADirectoryError, PermissionError
+        If the run folder cannot be created or written.
+    FileExistsError
+        If ``run_dir`` already holds a run's journal.
+    ConnectionError
+        If the Dask scheduler cannot be reached.
+    """
+    from .backends import make_backend
+
+    ex = config.execution
+    make_backend(ex.backend, n_jobs=ex.n_jobs)
+    check_can_create(run_dir if run_dir else Path(config.output.folder) / config.name)
+    if run_dir and _has_journal(Path(run_dir)):
+        raise FileExistsError(f"{run_dir} already holds a run ({JOURNAL_FILE}); finish it "
+                              f"with mlpar resume {run_dir}, or choose another run folder")
+    if connect:
+        with _scheduler(ex.backend, ex.address, ex.connect_timeout):
+            pass
+
+
+def _has_journal(run_dir):
+    journal = run_dir / JOURNAL_FILE
+    return (journal.is_file() and journal.stat().st_size > 0) or halving_dir(journal).is_dir()
+
+
+def _has_trials(run_dir):
+    """Whether any journal of the run folder has a trial row: then the run is worth resuming."""
+    for journal in sorted(Path(run_dir).rglob("*.jsonl")):
+        try:
+            with open(journal, "rb") as f:
+                if any(b'"type": "trial"' in line for line in f):
+                    return True
+        except OSError:
+            continue
+    return False
 
 
 def sweep_config(config, *, space=None, journal=None, resume=False, progress=None,
@@ -27,16 +105,18 @@ def sweep_config(config, *, space=None, journal=None, resume=False, progress=Non
     opts = dict(backend=ex.backend, n_jobs=ex.n_jobs, blas_threads=ex.blas_threads,
                 timeout=ex.timeout, retries=ex.retries, address=ex.address, stack=ex.stack)
     opts.update({k: v for k, v in execution.items() if v is not None})
-    if opts["backend"] != "dask":
-        opts.pop("address")
-    if sw.halving is not None:
-        return _halving(config, space=space, journal=journal, resume=resume, progress=progress,
-                        **opts)
-    return sweep(
-        MLPTrial(config.trial_base()), config.search_space() if space is None else space,
-        n_iter=sw.n_iter, seeds=sw.seeds, random_state=sw.random_state, journal=journal,
-        resume=resume, progress=progress, **opts,
-    )
+    address = opts.pop("address")
+    with _scheduler(opts["backend"], address, ex.connect_timeout) as client:
+        if opts["backend"] == "dask":
+            opts["address"] = client
+        if sw.halving is not None:
+            return _halving(config, space=space, journal=journal, resume=resume,
+                            progress=progress, **opts)
+        return sweep(
+            MLPTrial(config.trial_base()), config.search_space() if space is None else space,
+            n_iter=sw.n_iter, seeds=sw.seeds, random_state=sw.random_state, journal=journal,
+            resume=resume, progress=progress, **opts,
+        )
 
 
 def halving_dir(journal):
@@ -83,16 +163,41 @@ def _write_summary(result, path):
     (halving or result).to_csv(path)
 
 
-def run_experiment(config, *, run_dir=None, progress=None, argv=None):
+def run_experiment(config, *, run_dir=None, progress=None, argv=None, on_start=None):
     """Run a config's sweep into a (new) run folder.
+
+    Everything :func:`check_experiment` checks is checked before the folder
+    is created, and a run that fails before its first trial lands in the
+    journal (a backend that cannot start, data that cannot be prepared,
+    Ctrl-C) leaves no folder behind. Once trials have landed, the folder
+    stays, ready for :func:`resume_run`.
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+    run_dir : path, default=None
+        None: a new ``<output.folder>/<name>/<timestamp>`` folder.
+    progress : bool or None, default=None
+        The sweep's progress bar (None: when stderr is a terminal).
+    argv : list of str, default=None
+        Recorded in ``environment.json``.
+    on_start : callable, default=None
+        ``on_start(run_dir)``, once the folder exists and before the sweep starts.
 
     Returns
     -------
     (Path, SweepResult)
     """
-    run_dir = prepare_run(config, run_dir, argv=argv)
-    result = sweep_config(config, journal=run_dir / JOURNAL_FILE, progress=progress)
-    _write_summary(result, run_dir / SUMMARY_FILE)
+    check_experiment(config, run_dir=run_dir, connect=False)
+    ex = config.execution
+    # Connected before the folder exists: an unreachable scheduler leaves nothing.
+    with _scheduler(ex.backend, ex.address, ex.connect_timeout) as address, \
+            started_run(config, run_dir, argv=argv, keep=_has_trials) as run_dir:
+        if on_start is not None:
+            on_start(run_dir)
+        result = sweep_config(config, journal=run_dir / JOURNAL_FILE, progress=progress,
+                              address=address)
+        _write_summary(result, run_dir / SUMMARY_FILE)
     return run_dir, result
 
 

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 from .environment import environment_info
 
 __all__ = [
-    "atomic_write", "new_run_dir", "prepare_run", "check_run_dir",
+    "atomic_write", "new_run_dir", "prepare_run", "check_run_dir", "check_can_create",
+    "started_run",
     "CONFIG_FILE", "ENV_FILE", "JOURNAL_FILE", "SUMMARY_FILE", "COMPARE_FILE", "REPORT_FILE",
 ]
 
@@ -90,3 +93,102 @@ def check_run_dir(run_dir, *, needs=(CONFIG_FILE,)) -> Path:
     if not any((run_dir / name).is_file() for name in needs):
         raise FileNotFoundError(f"{run_dir}: not a run folder (no {' or '.join(needs)})")
     return run_dir
+
+
+def check_can_create(path):
+    """Raise, creating nothing, if a run folder cannot be made (or written) at ``path``.
+
+    Raises
+    ------
+    NotADirectoryError
+        If ``path`` or a folder above it is a file.
+    PermissionError
+        If the deepest existing folder on the way cannot be written.
+    """
+    path = Path(path)
+    probe = path
+    while not os.path.lexists(probe) and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise NotADirectoryError(f"cannot create the run folder {path}: {probe} is a file, "
+                                 f"not a folder")
+    try:
+        # A file that is never linked into the folder where the OS allows it:
+        # the check itself leaves nothing behind.
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise PermissionError(f"cannot create the run folder {path}: cannot write in {probe} "
+                              f"({reason})") from None
+
+
+def _absent(path):
+    """``path`` and the folders above it that do not exist yet, deepest first."""
+    out = []
+    path = Path(path)
+    while not os.path.lexists(path) and path.parent != path:
+        out.append(path)
+        path = path.parent
+    return out
+
+
+@contextmanager
+def started_run(config, run_dir=None, *, argv=None, kind="", keep=None):
+    """Create a run folder (see :func:`prepare_run`), and take it back if the run fails early.
+
+    If the body raises (a backend that cannot start, Ctrl-C before the first
+    trial) and ``keep(run_dir)`` is false, everything this call created is
+    removed: the folder and the empty folders above it that it made, or, in
+    a folder that existed before, the files and folders that appeared in it.
+    A run whose trials have started to land (``keep`` true) stays, resumable.
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+    run_dir : path, default=None
+        None: a new ``<output.folder>/<name>/<timestamp>`` folder.
+    argv : list of str, default=None
+        Recorded in ``environment.json``.
+    kind : str, default=""
+        Suffix of a new folder's name (``compare``).
+    keep : callable, default=None
+        ``keep(run_dir) -> bool``: whether a failed run has results worth keeping.
+
+    Yields
+    ------
+    pathlib.Path
+    """
+    target = Path(run_dir) if run_dir else Path(config.output.folder) / config.name
+    check_can_create(target)
+    created = _absent(target)
+    before = set(os.listdir(target)) if run_dir and not created else None
+    run_dir = prepare_run(config, run_dir, argv=argv, kind=kind)
+    if before is None and not run_dir.samefile(target):
+        created.insert(0, run_dir)  # the new timestamped folder inside target
+    try:
+        yield run_dir
+    except BaseException:
+        if keep is None or not keep(run_dir):
+            _take_back(run_dir, created, before)
+        raise
+
+
+def _take_back(run_dir, created, before):
+    """Remove what :func:`started_run` created."""
+    if before is not None:
+        for name in set(os.listdir(run_dir)) - before:
+            entry = run_dir / name
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+        return
+    for i, folder in enumerate(created):
+        if i == 0:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            try:
+                folder.rmdir()  # only if empty: another run may have started there
+            except OSError:
+                break

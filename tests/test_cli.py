@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -136,6 +137,13 @@ def test_compare_prints_speedups_and_writes_report(tiny, tmp_path, capsys):
     assert rc == 0
     out = capsys.readouterr().out
     assert "speedup" in out and "threads x2 blas1" in out and "p = " in out
+    # Not a terminal (as under a pipe or nohup): one line per finished run, with
+    # the time so far and an ETA, the last one without.
+    runs = re.findall(r"repeat 1: .* ok\)  \[(\d+)/(\d+) runs, \d+ s elapsed(, ETA \d+ s)?\]$",
+                      out, re.M)
+    assert len(runs) == int(runs[0][1]) >= 3 and [int(r[0]) for r in runs] == list(
+        range(1, len(runs) + 1))
+    assert all(r[2] for r in runs[:-1]) and not runs[-1][2]
     doc = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     labels = {r["label"] for r in doc["groups"][0]["summary"]}
     assert {"serial x1 blas1", "threads x2 blas1"} <= labels
@@ -171,3 +179,168 @@ def test_gil_axis_explains_what_it_needs(tiny, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "free-threaded CPython" in err
     assert "experiments/freethreaded/build.sh" in err
+
+
+# Command-line overrides as the user means them (issue 15).
+SHIPPED = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
+
+
+def _backends():
+    from mlpar.backends import available_backends
+
+    return available_backends()
+
+
+@pytest.mark.parametrize("backend", _backends())
+@pytest.mark.parametrize("config", SHIPPED, ids=lambda p: p.stem)
+def test_every_backend_overrides_every_shipped_config(config, backend, tmp_path, monkeypatch,
+                                                      capsys):
+    if backend == "dask":
+        pytest.importorskip("distributed", reason="the dask extra is not installed")
+    monkeypatch.chdir(tmp_path)  # output.folder "runs" is relative: checked, never created
+    assert main(["validate", str(config), "--backend", backend]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"{config}: ok (") and out.rstrip().endswith(f"backend {backend})")
+    file_n_jobs = yaml.safe_load(config.read_text())["execution"]["n_jobs"]
+    if backend == "serial" and file_n_jobs not in (None, 1):
+        assert err.splitlines() == [
+            f"mlpar: note: execution.n_jobs {file_n_jobs} from {config} replaced by 1: backend "
+            f"serial, set by an override, runs one trial at a time; override execution.n_jobs "
+            f"too to choose"]
+    else:
+        assert err == ""
+    assert not (tmp_path / "runs").exists()
+
+
+def test_backend_serial_on_the_command_line_runs_serially(tiny, tmp_path, capsys):
+    tiny.write_text(tiny.read_text().replace("{backend: serial}", "{backend: threads, n_jobs: 2}"))
+    assert main(["run", str(tiny), "--backend", "serial", "--set", "train.epochs=1"]) == 0
+    err = capsys.readouterr().err
+    assert f"mlpar: note: execution.n_jobs 2 from {tiny} replaced by 1" in err
+    rows = [json.loads(x) for x in (_only_run_dir(tmp_path) / "results.jsonl").read_text()
+            .splitlines()[1:]]
+    assert {(r["backend"], r["n_jobs"]) for r in rows} == {("serial", 1)}
+
+
+def _error_cases(tmp_path, tiny):
+    (tmp_path / "a_file").write_text("")
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "results.jsonl").write_text('{"type": "header"}\n')
+    dup = tmp_path / "dup.yaml"
+    dup.write_text(tiny.read_text() + "name: again\n")
+    serial = ("execution.n_jobs must be 1 or null for backend serial, which runs one trial at a "
+              "time, got 2 (int); choose backend threads or processes to run trials in parallel")
+    return {
+        "typed_serial_n_jobs": (["--backend", "serial", "--n-jobs", "2"], f"--n-jobs: {serial}"),
+        "set_serial_n_jobs": (["--set", "execution.backend=serial", "--set",
+                               "execution.n_jobs=2"], f"--set execution.n_jobs: {serial}"),
+        "output_under_a_file": (["--set", f"output.folder={tmp_path / 'a_file'}"],
+                                f"mlpar: cannot create the run folder {tmp_path / 'a_file'}/tiny: "
+                                f"{tmp_path / 'a_file'} is a file, not a folder"),
+        "run_dir_is_a_file": (["--run-dir", str(tmp_path / "a_file")],
+                              f"mlpar: cannot create the run folder {tmp_path / 'a_file'}: "
+                              f"{tmp_path / 'a_file'} is a file, not a folder"),
+        "run_dir_holds_a_run": (["--run-dir", str(taken)],
+                                f"mlpar: {taken} already holds a run (results.jsonl); finish it "
+                                f"with mlpar resume {taken}, or choose another run folder"),
+        "duplicate_key": ([], f"{dup}: line 10: duplicate key name (first at line 1); each key "
+                              f"may appear only once"),
+    }
+
+
+ERROR_CASES = ["typed_serial_n_jobs", "set_serial_n_jobs", "output_under_a_file",
+               "run_dir_is_a_file", "run_dir_holds_a_run", "duplicate_key"]
+
+
+@pytest.mark.parametrize("case", ERROR_CASES)
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_what_can_be_checked_before_a_trial_fails_first_and_leaves_nothing(
+        case, command, tiny, tmp_path, capsys):
+    flags, expected = _error_cases(tmp_path, tiny)[case]
+    if command == "validate" and "--run-dir" in flags:
+        pytest.skip("validate has no --run-dir")
+    config = tmp_path / "dup.yaml" if case == "duplicate_key" else tiny
+    assert main([command, str(config), *flags]) == 2
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [expected] and out == ""
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unreachable_dask_scheduler_is_one_line_within_the_connect_timeout(tiny, tmp_path,
+                                                                           capsys):
+    pytest.importorskip("distributed", reason="the dask extra is not installed")
+    import time
+
+    t0 = time.monotonic()
+    assert main(["run", str(tiny), "--backend", "dask", "--set",
+                 "execution.address=tcp://127.0.0.1:9", "--set",
+                 "execution.connect_timeout=1"]) == 2
+    assert time.monotonic() - t0 < 10
+    assert capsys.readouterr().err.splitlines() == [
+        "mlpar: cannot reach the Dask scheduler at tcp://127.0.0.1:9 within 1 s; check "
+        "execution.address, start a scheduler there (dask scheduler), or raise "
+        "execution.connect_timeout"]
+    assert not (tmp_path / "runs").exists()
+
+
+def _failing_sweep(exc, *, after_trials):
+    """A sweep_config that creates the journal (and runs the trials, if asked) then raises."""
+    import mlpar.experiment as experiment
+
+    real = experiment.sweep_config
+
+    def sweep_config(config, *, journal=None, **kwargs):
+        if after_trials:
+            real(config, journal=journal, **kwargs)
+        else:
+            Path(journal).write_text('{"type": "header", "version": 2}\n')
+        raise exc
+    return sweep_config
+
+
+@pytest.mark.parametrize("exc, rc", [(ValueError("the backend did not start"), 2),
+                                     (KeyboardInterrupt(), 130)])
+def test_a_run_that_fails_before_its_first_trial_leaves_no_folder(exc, rc, tiny, tmp_path,
+                                                                  monkeypatch, capsys):
+    monkeypatch.setattr("mlpar.experiment.sweep_config", _failing_sweep(exc, after_trials=False))
+    assert main(["run", str(tiny)]) == rc
+    assert not (tmp_path / "runs").exists()
+    err = capsys.readouterr().err
+    assert ("interrupted before any trial finished: nothing to resume, and no run folder was "
+            "kept" in err) == (rc == 130)
+    # A --run-dir that existed keeps what it held, and only that.
+    kept = tmp_path / "mine"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    assert main(["run", str(tiny), "--run-dir", str(kept)]) == rc
+    assert [p.name for p in kept.iterdir()] == ["notes.txt"]
+
+
+def test_once_trials_have_run_the_folder_stays_resumable(tiny, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("mlpar.experiment.sweep_config",
+                        _failing_sweep(KeyboardInterrupt(), after_trials=True))
+    assert main(["run", str(tiny), "--set", "train.epochs=1"]) == 130
+    run_dir = _only_run_dir(tmp_path)
+    assert f"finish the run with: mlpar resume {run_dir}" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert main(["resume", str(run_dir), "--quiet"]) == 0
+    assert (run_dir / "summary.csv").is_file()
+
+
+# Progress on any output (issue 15): bars on a terminal, lines otherwise.
+def test_run_prints_progress_lines_when_stderr_is_not_a_terminal(tiny, capsys):
+    assert main(["run", str(tiny), "--set", "train.epochs=1"]) == 0
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("sweep: ")]
+    assert lines and re.fullmatch(r"sweep: 4/4 trials, \d+ s elapsed", lines[-1]), lines
+    assert main(["run", str(tiny), "--set", "train.epochs=1", "--quiet"]) == 0
+    assert "sweep: " not in capsys.readouterr().err
+
+
+def test_run_under_a_pipe_shows_progress(tiny):
+    proc = subprocess.run([sys.executable, "-m", "mlpar", "run", str(tiny), "--set",
+                           "train.epochs=1"], capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^sweep: 4/4 trials, \d+ s elapsed$", proc.stderr, re.M), proc.stderr
+    assert "Traceback" not in proc.stderr

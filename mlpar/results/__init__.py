@@ -11,11 +11,12 @@ import numpy as np
 
 from ..runs import atomic_write
 from ..space import canonical_json
+from ._follow import JournalFollower, Progress, duration
 from ._journal import IDENTITY_FIELDS, JOURNAL_VERSION, Journal, read_journal
 from ._rows import STATUSES, TrialRow
 
 __all__ = ["TrialRow", "SweepResult", "Journal", "read_journal", "STATUSES",
-           "IDENTITY_FIELDS", "JOURNAL_VERSION"]
+           "IDENTITY_FIELDS", "JOURNAL_VERSION", "JournalFollower", "Progress", "duration"]
 
 
 def _as_float(value):
