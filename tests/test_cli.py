@@ -344,3 +344,26 @@ def test_run_under_a_pipe_shows_progress(tiny):
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"^sweep: 4/4 trials, \d+ s elapsed$", proc.stderr, re.M), proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_run_with_diverged_trials_is_strict_json_through_resume_and_report(tiny, tmp_path,
+                                                                            capsys):
+    def refuse(token):
+        raise ValueError(f"not strict JSON: {token}")
+
+    over = ["--set", "train.optimizer=sgd", "--set", "sweep.params={lr: [0.001, 1.0e+9]}",
+            "--quiet"]
+    assert main(["run", str(tiny), *over]) == 0
+    run_dir = _only_run_dir(tmp_path)
+    journal = run_dir / "results.jsonl"
+    lines = [json.loads(x, parse_constant=refuse) for x in journal.read_text().splitlines()]
+    assert [x.get("status") for x in lines[1:]] == ["ok", "diverged"]
+    assert lines[2]["metrics"]["loss"] == "NaN"
+    # A resume that has nothing left to run keeps every status and value.
+    journal.write_text("\n".join(journal.read_text().splitlines()[:3]) + "\n")
+    assert main(["resume", str(run_dir), "--quiet"]) == 0
+    with open(run_dir / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["status"], r["metric_loss"]) for r in rows][1] == ("diverged", "nan")
+    assert main(["report", str(run_dir)]) == 0
+    assert "Trial status: 1 diverged, 1 ok" in (run_dir / "report.md").read_text()

@@ -5,6 +5,7 @@ import json
 import math
 import re
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -365,3 +366,34 @@ def test_summary_csv_keeps_nan_and_inf_as_pandas_reads_them(tmp_path):
     frame = pandas.read_csv(out)
     assert frame["metric_loss"].isna().tolist() == [False, True, False, False, True]
     assert frame["metric_loss"].tolist()[2:4] == [math.inf, -math.inf]
+
+
+def test_journal_follower_reports_rows_as_they_land(tmp_path):
+    from mlpar.results import JournalFollower
+
+    (tmp_path / "old").mkdir()
+    path = tmp_path / "old" / "j.jsonl"
+    journal, _ = Journal.open(path, {**HEADER, "n_trials": 4})
+    journal.append(make_row(0, {"i": 0}))
+    seen = []
+    with JournalFollower(tmp_path, seen.append, interval=0.05) as follower:
+        assert follower.progress().done == 1 and follower.progress().new == 0
+        journal.append(make_row(1, {"i": 1}, status="failed"))
+        journal._file.write(b'{"type": "trial", "key": "half')  # a line being written
+        journal._file.flush()
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.02)
+    journal.close()
+    last = seen[-1]
+    assert (last.done, last.not_ok, last.total, last.new) == (2, 1, 4, 1)
+    assert last.eta is not None and last.last["key"] == make_row(1, {"i": 1}).key
+    assert re.fullmatch(r"sweep: 2/4 trials, 1 not ok, \d+ s elapsed, ETA \d+ s", last.line())
+
+
+@pytest.mark.parametrize("seconds, text", [(0.4, "0 s"), (59.6, "1 min 00 s"),
+                                           (185, "3 min 05 s"), (7620, "2 h 07 min")])
+def test_durations_read_as_people_write_them(seconds, text):
+    from mlpar.results import duration
+
+    assert duration(seconds) == text
