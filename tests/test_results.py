@@ -113,6 +113,7 @@ def test_best_without_any_finite_mean():
 
 
 def test_to_pandas(result):
+    pytest.importorskip("pandas", reason="pandas (in the dev extra) is not installed")
     frame = result.to_pandas()
     assert len(frame) == 6
     assert list(frame.columns[:5]) == ["key", "index", "repeat", "seed", "status"]
