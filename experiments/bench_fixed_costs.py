@@ -47,21 +47,36 @@ RUNS = {
 
 def _timed(cmd):
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
-                   stdin=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     return time.perf_counter() - t0
 
 
 def _run(name, scratch, config):
     run_dir = Path(tempfile.mkdtemp(dir=scratch))
     shutil.rmtree(run_dir)
-    wall = _timed([*MLPAR, "run", str(config), *RUNS[name], "--blas-threads", "1",
-                   "--no-progress", "--run-dir", str(run_dir)])
+    wall = _timed(
+        [
+            *MLPAR,
+            "run",
+            str(config),
+            *RUNS[name],
+            "--blas-threads",
+            "1",
+            "--no-progress",
+            "--run-dir",
+            str(run_dir),
+        ]
+    )
     rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
     rows = [r for r in rows if r.get("type") == "trial"]
     span = max(r["ended_at"] for r in rows) - min(r["started_at"] for r in rows)
-    return {"wall": wall, "span": span, "fixed": wall - span,
-            "ok": sum(r["status"] == "ok" for r in rows), "trials": len(rows)}
+    return {
+        "wall": wall,
+        "span": span,
+        "fixed": wall - span,
+        "ok": sum(r["status"] == "ok" for r in rows),
+        "trials": len(rows),
+    }
 
 
 def main(argv=None):
@@ -78,7 +93,7 @@ def main(argv=None):
         starts = {"numpy": [], "validate": []}
         runs = {name: [] for name in RUNS}
         for r in range(args.repeats):
-            order = list(RUNS)[r % len(RUNS):] + list(RUNS)[:r % len(RUNS)]
+            order = list(RUNS)[r % len(RUNS) :] + list(RUNS)[: r % len(RUNS)]
             for name in order:
                 runs[name].append(_run(name, scratch, args.config))
             for _ in range(3):
@@ -92,26 +107,51 @@ def main(argv=None):
     rows = []
     for name, rs in runs.items():
         speedups = [s["wall"] / r["wall"] for s, r in zip(runs["serial"], rs)]
-        rows.append({"backend": name, "wall": med(x["wall"] for x in rs),
-                     "span": med(x["span"] for x in rs), "fixed": med(x["fixed"] for x in rs),
-                     "fixed_max": max(x["fixed"] for x in rs),
-                     "speedup": med(speedups), "ok": min(x["ok"] for x in rs),
-                     "trials": rs[0]["trials"]})
+        rows.append(
+            {
+                "backend": name,
+                "wall": med(x["wall"] for x in rs),
+                "span": med(x["span"] for x in rs),
+                "fixed": med(x["fixed"] for x in rs),
+                "fixed_max": max(x["fixed"] for x in rs),
+                "speedup": med(speedups),
+                "ok": min(x["ok"] for x in rs),
+                "trials": rs[0]["trials"],
+            }
+        )
     env = environment_info(["python", *sys.argv])
-    doc = {"repeats": args.repeats, "config": str(args.config), "runs": runs,
-           "starts": starts, "validate_over_numpy": ratio_validate, "summary": rows,
-           "environment": env}
+    doc = {
+        "repeats": args.repeats,
+        "config": str(args.config),
+        "runs": runs,
+        "starts": starts,
+        "validate_over_numpy": ratio_validate,
+        "summary": rows,
+        "environment": env,
+    }
     (OUT / "fixed_costs.json").write_text(json.dumps(doc, indent=2) + "\n")
-    cols = [("backend", "backend (2 jobs, 1 BLAS thread)"), ("wall", "median wall s"),
-            ("span", "trial span s"), ("fixed", "fixed cost s"), ("fixed_max", "max fixed s"),
-            ("speedup", "vs serial, end to end"), ("ok", "ok"), ("trials", "trials")]
-    text = "\n".join([
-        f"mlpar run {Path(args.config).name}, {args.repeats} interleaved repeats, warm cache",
-        format_table(rows, cols, right={k for k, _ in cols[1:]}), "",
-        f"mlpar validate / python -c 'import numpy': {ratio_validate:.2f}x "
-        f"(medians of {len(starts['numpy'])} pairs: {med(starts['validate']):.3f} s / "
-        f"{med(starts['numpy']):.3f} s)", "",
-        format_environment(env)])
+    cols = [
+        ("backend", "backend (2 jobs, 1 BLAS thread)"),
+        ("wall", "median wall s"),
+        ("span", "trial span s"),
+        ("fixed", "fixed cost s"),
+        ("fixed_max", "max fixed s"),
+        ("speedup", "vs serial, end to end"),
+        ("ok", "ok"),
+        ("trials", "trials"),
+    ]
+    text = "\n".join(
+        [
+            f"mlpar run {Path(args.config).name}, {args.repeats} interleaved repeats, warm cache",
+            format_table(rows, cols, right={k for k, _ in cols[1:]}),
+            "",
+            f"mlpar validate / python -c 'import numpy': {ratio_validate:.2f}x "
+            f"(medians of {len(starts['numpy'])} pairs: {med(starts['validate']):.3f} s / "
+            f"{med(starts['numpy']):.3f} s)",
+            "",
+            format_environment(env),
+        ]
+    )
     md = "\n".join(["# Fixed costs", "", "```", text, "```", ""])
     (OUT / "fixed_costs.md").write_text(md)
     print(text)

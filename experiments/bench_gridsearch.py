@@ -56,8 +56,14 @@ def sklearn_search(cfg, splits, n_jobs):
         "alpha": list(grid["alpha"]),
     }
     t = cfg.train
-    est = SkMLP(solver="adam", batch_size=t.batch_size, max_iter=t.epochs, tol=t.tol,
-                n_iter_no_change=t.patience, random_state=0)
+    est = SkMLP(
+        solver="adam",
+        batch_size=t.batch_size,
+        max_iter=t.epochs,
+        tol=t.tol,
+        n_iter_no_change=t.patience,
+        random_state=0,
+    )
     search = GridSearchCV(est, sk_grid, cv=PredefinedSplit(fold), n_jobs=n_jobs, refit=False)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
@@ -68,9 +74,15 @@ def sklearn_search(cfg, splits, n_jobs):
 
 def mlpar_search(cfg, backend, n_jobs):
     t0 = time.perf_counter()
-    result = sweep(MLPTrial(cfg.trial_base()), cfg.search_space(), backend=backend,
-                   n_jobs=n_jobs, blas_threads=1, random_state=cfg.sweep.random_state,
-                   progress=False)
+    result = sweep(
+        MLPTrial(cfg.trial_base()),
+        cfg.search_space(),
+        backend=backend,
+        n_jobs=n_jobs,
+        blas_threads=1,
+        random_state=cfg.sweep.random_state,
+        progress=False,
+    )
     wall = time.perf_counter() - t0
     rows = list(result)
     bad = [r for r in rows if r.status != "ok"]
@@ -89,9 +101,13 @@ def main(argv=None):
     repeats = 1 if args.quick else args.repeats
     cfg = load_config(ROOT / "configs" / "digits_grid.yaml", overrides=overrides)
     d = cfg.data
-    splits = make_splits(load_dataset(d.dataset, random_state=SPLIT_SEED),
-                         val_fraction=d.val_fraction, test_fraction=d.test_fraction,
-                         random_state=SPLIT_SEED, dtype=cfg.model.dtype)
+    splits = make_splits(
+        load_dataset(d.dataset, random_state=SPLIT_SEED),
+        val_fraction=d.val_fraction,
+        test_fraction=d.test_fraction,
+        random_state=SPLIT_SEED,
+        dtype=cfg.model.dtype,
+    )
     contenders = {
         "scikit-learn GridSearchCV n_jobs=1": lambda: sklearn_search(cfg, splits, 1),
         "scikit-learn GridSearchCV n_jobs=2": lambda: sklearn_search(cfg, splits, 2),
@@ -106,36 +122,70 @@ def main(argv=None):
         mlpar_search(cfg, "serial", 1)  # warm up imports and caches
         for r in range(repeats):
             names = list(contenders)
-            names = names[r % len(names):] + names[:r % len(names)]  # interleave
+            names = names[r % len(names) :] + names[: r % len(names)]  # interleave
             for name in names:
                 wall, score, n = contenders[name]()
                 times[name].append(wall)
                 best[name] = score
-                print(f"repeat {r}: {name:<36} {wall:7.2f} s  best val acc {score:.4f} "
-                      f"({n} configs)", flush=True)
+                print(
+                    f"repeat {r}: {name:<36} {wall:7.2f} s  best val acc {score:.4f} ({n} configs)",
+                    flush=True,
+                )
     ref = statistics.median(times["scikit-learn GridSearchCV n_jobs=2"])
     rows = []
     for name, ts in times.items():
         med = statistics.median(ts)
-        rows.append({"contender": name, "median_s": med, "min_s": min(ts), "max_s": max(ts),
-                     "speedup_vs_gridsearchcv_2": ref / med, "best_val_accuracy": best[name]})
-    md = ["| contender | median s | min-max s | vs GridSearchCV n_jobs=2 | best val acc |",
-          "| --- | --- | --- | --- | --- |"]
-    md += [f"| {r['contender']} | {r['median_s']:.2f} | {r['min_s']:.2f}-{r['max_s']:.2f} | "
-           f"{r['speedup_vs_gridsearchcv_2']:.2f}x | {r['best_val_accuracy']:.4f} |" for r in rows]
-    gap = max(abs(best[k] - best["scikit-learn GridSearchCV n_jobs=2"])
-              for k in best if k.startswith("mlpar"))
-    md += ["", f"{len(times)} contenders x {repeats} interleaved repeats, "
-           f"{cfg.train.epochs} epochs. Best-accuracy gap: {gap * 100:.2f} points.",
-           "", "```", format_environment(env), "```"]
+        rows.append(
+            {
+                "contender": name,
+                "median_s": med,
+                "min_s": min(ts),
+                "max_s": max(ts),
+                "speedup_vs_gridsearchcv_2": ref / med,
+                "best_val_accuracy": best[name],
+            }
+        )
+    md = [
+        "| contender | median s | min-max s | vs GridSearchCV n_jobs=2 | best val acc |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    md += [
+        f"| {r['contender']} | {r['median_s']:.2f} | {r['min_s']:.2f}-{r['max_s']:.2f} | "
+        f"{r['speedup_vs_gridsearchcv_2']:.2f}x | {r['best_val_accuracy']:.4f} |"
+        for r in rows
+    ]
+    gap = max(
+        abs(best[k] - best["scikit-learn GridSearchCV n_jobs=2"])
+        for k in best
+        if k.startswith("mlpar")
+    )
+    md += [
+        "",
+        f"{len(times)} contenders x {repeats} interleaved repeats, "
+        f"{cfg.train.epochs} epochs. Best-accuracy gap: {gap * 100:.2f} points.",
+        "",
+        "```",
+        format_environment(env),
+        "```",
+    ]
     text = "\n".join(md)
     print("\n" + text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = "bench_gridsearch_quick" if args.quick else "bench_gridsearch"
-    (out / f"{stem}.json").write_text(json.dumps(
-        {"rows": rows, "times": times, "repeats": repeats, "epochs": cfg.train.epochs,
-         "environment": env}, indent=2) + "\n")
+    (out / f"{stem}.json").write_text(
+        json.dumps(
+            {
+                "rows": rows,
+                "times": times,
+                "repeats": repeats,
+                "epochs": cfg.train.epochs,
+                "environment": env,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     (out / f"{stem}.md").write_text(text + "\n")
     return 0
 

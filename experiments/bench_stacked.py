@@ -60,22 +60,39 @@ N_TRIALS = 16
 WIDTHS = (8, 32, 128, 512)
 BATCHES = (32, 256)
 # Epochs per timed run, so that each unstacked run lasts roughly 0.3-1.5 s here.
-EPOCHS = {(8, 32): 8, (32, 32): 6, (128, 32): 2, (512, 32): 1,
-          (8, 256): 24, (32, 256): 16, (128, 256): 4, (512, 256): 1}
+EPOCHS = {
+    (8, 32): 8,
+    (32, 32): 6,
+    (128, 32): 2,
+    (512, 32): 1,
+    (8, 256): 24,
+    (32, 256): 16,
+    (128, 256): 4,
+    (512, 256): 1,
+}
 TARGETS = {(8, 32): 4.0, (32, 32): 4.0, (128, 32): 1.5}  # stacked vs unstacked, wall
 NEVER_SLOWER = 0.97  # any width: stacked (auto) vs unstacked
 
 
 def members():
     """16 trials: 4 seeds x 4 learning rates."""
-    return [dict(random_state=i, learning_rate_init=(1e-3, 2e-3, 3e-3, 5e-3)[i % 4])
-            for i in range(N_TRIALS)]
+    return [
+        dict(random_state=i, learning_rate_init=(1e-3, 2e-3, 3e-3, 5e-3)[i % 4])
+        for i in range(N_TRIALS)
+    ]
 
 
 def options(width, batch, epochs):
-    return dict(task="classification", hidden_layer_sizes=(width, width), solver="adam",
-                alpha=1e-4, batch_size=batch, max_iter=epochs, n_iter_no_change=math.inf,
-                dtype="float32")
+    return dict(
+        task="classification",
+        hidden_layer_sizes=(width, width),
+        solver="adam",
+        alpha=1e-4,
+        batch_size=batch,
+        max_iter=epochs,
+        n_iter_no_change=math.inf,
+        dtype="float32",
+    )
 
 
 def unstacked(X, y, width, batch, epochs):
@@ -87,13 +104,16 @@ def stacked(kernel):
     def run(X, y, width, batch, epochs):
         opts = options(width, batch, epochs)
         del opts["alpha"]  # a member field of the stack
-        return fit_mlp_stack(X, y, [{**m, "alpha": 1e-4} for m in members()], kernel=kernel,
-                             **opts)
+        return fit_mlp_stack(X, y, [{**m, "alpha": 1e-4} for m in members()], kernel=kernel, **opts)
+
     return run
 
 
-CONTENDERS = [("unstacked", unstacked), ("stacked", stacked("auto")),
-              ("stacked-loop", stacked("loop"))]
+CONTENDERS = [
+    ("unstacked", unstacked),
+    ("stacked", stacked("auto")),
+    ("stacked-loop", stacked("loop")),
+]
 
 
 def _timed(fn):
@@ -107,8 +127,9 @@ def check_identical(X, y, width, batch):
     alone = unstacked(X, y, width, batch, 1)
     for kernel in ("auto", "loop"):
         for a, b in zip(alone, stacked(kernel)(X, y, width, batch, 1)):
-            if not all(np.array_equal(p, q) for p, q in zip(a.coefs + a.intercepts,
-                                                             b.coefs + b.intercepts)):
+            if not all(
+                np.array_equal(p, q) for p, q in zip(a.coefs + a.intercepts, b.coefs + b.intercepts)
+            ):
                 return False
     return True
 
@@ -116,8 +137,15 @@ def check_identical(X, y, width, batch):
 def kernel_plan(X, y, width, batch):
     """The GEMM kernels "auto" chose and the models per stack (max_stack="auto")."""
     Y = np.eye(10, dtype=np.float32)[y]
-    r = train_stacked(X, Y, members(), hidden_layer_sizes=(width, width),
-                      out_activation="softmax", batch_size=batch, max_iter=1)[0]
+    r = train_stacked(
+        X,
+        Y,
+        members(),
+        hidden_layer_sizes=(width, width),
+        out_activation="softmax",
+        batch_size=batch,
+        max_iter=1,
+    )[0]
     return {"kernels": r.kernels, "stack_size": r.stack_size}
 
 
@@ -126,23 +154,41 @@ def environment():
     cpu = None
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name")), None)
+            cpu = next(
+                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None
+            )
     except OSError:
         pass
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cpu_model": cpu, "cpu_count": os.cpu_count(), "cpus_usable": usable,
-        "platform": platform.platform(), "python": sys.version.split()[0],
+        "cpu_model": cpu,
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": usable,
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
         "gil_enabled": getattr(sys, "_is_gil_enabled", lambda: True)(),
         "numpy": np.__version__,
         "last_level_cache_bytes": last_level_cache_bytes(),  # what max_stack="auto" sizes by
-        "blas": [{k: info.get(k) for k in ("user_api", "internal_api", "version", "num_threads",
-                                           "threading_layer", "architecture")}
-                 for info in threadpool_info()],
-        "env": {k: v for k, v in os.environ.items()
-                if k.startswith(("OPENBLAS", "OMP_", "MKL_", "BLIS_", "GOTO"))},
+        "blas": [
+            {
+                k: info.get(k)
+                for k in (
+                    "user_api",
+                    "internal_api",
+                    "version",
+                    "num_threads",
+                    "threading_layer",
+                    "architecture",
+                )
+            }
+            for info in threadpool_info()
+        ],
+        "env": {
+            k: v
+            for k, v in os.environ.items()
+            if k.startswith(("OPENBLAS", "OMP_", "MKL_", "BLIS_", "GOTO"))
+        },
     }
 
 
@@ -166,13 +212,33 @@ def run(*, quick=False, repeats=5, only=None):
                     for name, fn in CONTENDERS[k:] + CONTENDERS[:k]:
                         wall, cpu, _ = _timed(partial(fn, X, y, width, batch, epochs))
                         times[name].append((wall, cpu))
-                rows.append(_row(width, batch, epochs, len(X), times, identical,
-                                 kernel_plan(X, y, width, batch)))
+                rows.append(
+                    _row(
+                        width,
+                        batch,
+                        epochs,
+                        len(X),
+                        times,
+                        identical,
+                        kernel_plan(X, y, width, batch),
+                    )
+                )
                 print(_line(rows[-1]), flush=True)
-    return {"config": {"n_trials": N_TRIALS, "data": "digits 1797 x 64 / 16", "solver": "adam",
-                       "dtype": "float32", "blas_threads": 1, "repeats": repeats,
-                       "quick": quick, "command": [sys.executable, *sys.argv]},
-            "environment": env, "results": rows, "targets": _targets(rows)}
+    return {
+        "config": {
+            "n_trials": N_TRIALS,
+            "data": "digits 1797 x 64 / 16",
+            "solver": "adam",
+            "dtype": "float32",
+            "blas_threads": 1,
+            "repeats": repeats,
+            "quick": quick,
+            "command": [sys.executable, *sys.argv],
+        },
+        "environment": env,
+        "results": rows,
+        "targets": _targets(rows),
+    }
 
 
 def _ratio(times, a, b, i):
@@ -184,89 +250,141 @@ def _row(width, batch, epochs, n, times, identical, plan):
     steps = N_TRIALS * epochs * math.ceil(n / batch)  # model-steps per run
     med = {name: statistics.median(w for w, _ in t) for name, t in times.items()}
     return {
-        "width": width, "batch": batch, "epochs": epochs, "identical": identical,
+        "width": width,
+        "batch": batch,
+        "epochs": epochs,
+        "identical": identical,
         "seconds": {name: [list(x) for x in t] for name, t in times.items()},
         "us_per_model_step": {name: 1e6 * s / steps for name, s in med.items()},
         "speedup": _ratio(times, "unstacked", "stacked", 0),
         "speedup_cpu": _ratio(times, "unstacked", "stacked", 1),
         "stacked_vs_loop": _ratio(times, "stacked-loop", "stacked", 0),
         "loop_speedup": _ratio(times, "unstacked", "stacked-loop", 0),
-        "kernels": plan["kernels"], "stack_size": plan["stack_size"],
+        "kernels": plan["kernels"],
+        "stack_size": plan["stack_size"],
     }
 
 
 def _line(r):
     us = r["us_per_model_step"]
-    return (f"| {r['width']} | {r['batch']} | {r['epochs']} | {us['unstacked']:.1f} "
-            f"| {us['stacked']:.1f} | **{r['speedup']:.2f}x** | {r['speedup_cpu']:.2f}x "
-            f"| {r['loop_speedup']:.2f}x | {r['stacked_vs_loop']:.2f}x "
-            f"| {r['stack_size']} "
-            f"| {'yes' if r['identical'] else 'NO'} |")
+    return (
+        f"| {r['width']} | {r['batch']} | {r['epochs']} | {us['unstacked']:.1f} "
+        f"| {us['stacked']:.1f} | **{r['speedup']:.2f}x** | {r['speedup_cpu']:.2f}x "
+        f"| {r['loop_speedup']:.2f}x | {r['stacked_vs_loop']:.2f}x "
+        f"| {r['stack_size']} "
+        f"| {'yes' if r['identical'] else 'NO'} |"
+    )
 
 
-HEADER = ("| width | batch | epochs | unstacked us/model-step | stacked us/model-step "
-          "| stacked speedup | (CPU time) | loop-kernel speedup | auto vs loop "
-          "| models per stack | bit-identical |\n"
-          "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+HEADER = (
+    "| width | batch | epochs | unstacked us/model-step | stacked us/model-step "
+    "| stacked speedup | (CPU time) | loop-kernel speedup | auto vs loop "
+    "| models per stack | bit-identical |\n"
+    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+)
 
 
 def _targets(rows):
     by = {(r["width"], r["batch"]): r for r in rows}
-    checks = [{"what": f"width {w}, batch {b}: stacked vs unstacked", "target": t,
-               "got": by[w, b]["speedup"], "met": by[w, b]["speedup"] >= t}
-              for (w, b), t in TARGETS.items() if (w, b) in by]
+    checks = [
+        {
+            "what": f"width {w}, batch {b}: stacked vs unstacked",
+            "target": t,
+            "got": by[w, b]["speedup"],
+            "met": by[w, b]["speedup"] >= t,
+        }
+        for (w, b), t in TARGETS.items()
+        if (w, b) in by
+    ]
     worst = min(rows, key=lambda r: r["speedup"])
-    checks.append({"what": f"every width: stacked vs unstacked (worst: width {worst['width']}, "
-                           f"batch {worst['batch']})", "target": NEVER_SLOWER,
-                   "got": worst["speedup"], "met": worst["speedup"] >= NEVER_SLOWER})
+    checks.append(
+        {
+            "what": f"every width: stacked vs unstacked (worst: width {worst['width']}, "
+            f"batch {worst['batch']})",
+            "target": NEVER_SLOWER,
+            "got": worst["speedup"],
+            "met": worst["speedup"] >= NEVER_SLOWER,
+        }
+    )
     worst = min(rows, key=lambda r: r["stacked_vs_loop"])
-    checks.append({"what": "every width: auto kernels vs the np.dot loop",
-                   "target": NEVER_SLOWER, "got": worst["stacked_vs_loop"],
-                   "met": worst["stacked_vs_loop"] >= NEVER_SLOWER})
+    checks.append(
+        {
+            "what": "every width: auto kernels vs the np.dot loop",
+            "target": NEVER_SLOWER,
+            "got": worst["stacked_vs_loop"],
+            "met": worst["stacked_vs_loop"] >= NEVER_SLOWER,
+        }
+    )
     return checks
 
 
 def to_markdown(report):
     env, cfg = report["environment"], report["config"]
-    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']}, "
-                     f"{b['num_threads']} thread)" for b in env["blas"]
-                     if b.get("user_api") == "blas")
+    blas = ", ".join(
+        f"{b['internal_api']} {b['version']} ({b['architecture']}, {b['num_threads']} thread)"
+        for b in env["blas"]
+        if b.get("user_api") == "blas"
+    )
     lines = [
-        "# Stacked trials: 16 MLPs as one batched computation vs one after another", "",
+        "# Stacked trials: 16 MLPs as one batched computation vs one after another",
+        "",
         f"{cfg['n_trials']} trials of 64 -> w -> w -> 10 on {cfg['data']}, Adam, float32, "
         f"1 BLAS thread, {cfg['repeats']} interleaved repeats after a warm-up"
-        + (" (quick run)" if cfg["quick"] else "") + ".",
+        + (" (quick run)" if cfg["quick"] else "")
+        + ".",
         f"Machine: {env['cpu_model']}, {env['cpus_usable']} usable of {env['cpu_count']} cores, "
-        f"{env['last_level_cache_bytes'] / 2 ** 20:.0f} MiB last-level cache; {blas}; "
+        f"{env['last_level_cache_bytes'] / 2**20:.0f} MiB last-level cache; {blas}; "
         f"Python {env['python']}, NumPy {env['numpy']}.",
-        f"Command: `{' '.join(cfg['command'])}`", "", HEADER,
-        *(_line(r) for r in report["results"]), "", "Targets (issue 13):", "",
+        f"Command: `{' '.join(cfg['command'])}`",
+        "",
+        HEADER,
+        *(_line(r) for r in report["results"]),
+        "",
+        "Targets (issue 13):",
+        "",
     ]
     for c in report["targets"]:
-        lines.append(f"- {c['what']}: {c['got']:.2f}x (target {c['target']:.2f}x) "
-                     f"{'met' if c['met'] else 'NOT met'}")
+        lines.append(
+            f"- {c['what']}: {c['got']:.2f}x (target {c['target']:.2f}x) "
+            f"{'met' if c['met'] else 'NOT met'}"
+        )
     same = [r for r in report["results"] if r["stack_size"] == 1]
     if same:  # stacked and stacked-loop run the same code there: their ratio is noise
         ratios = [r["stacked_vs_loop"] for r in same]
-        lines += ["", f"Noise: where a stack holds one model, stacked and stacked-loop run the "
-                  f"same code (the single engine); their ratio there is "
-                  f"{min(ratios):.2f}-{max(ratios):.2f}x."]
-    lines += ["", "Speedups are medians over repeats of paired ratios of whole-call wall time "
-              "(unstacked / stacked); the CPU column uses process CPU time. us/model-step is "
-              "the median wall time divided by 16 x steps. Models per stack: what "
-              "max_stack='auto' chose (1 = each trial on the single engine)."]
+        lines += [
+            "",
+            f"Noise: where a stack holds one model, stacked and stacked-loop run the "
+            f"same code (the single engine); their ratio there is "
+            f"{min(ratios):.2f}-{max(ratios):.2f}x.",
+        ]
+    lines += [
+        "",
+        "Speedups are medians over repeats of paired ratios of whole-call wall time "
+        "(unstacked / stacked); the CPU column uses process CPU time. us/model-step is "
+        "the median wall time divided by 16 x steps. Models per stack: what "
+        "max_stack='auto' chose (1 = each trial on the single engine).",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=5,
-                        help="timed runs per contender and workload (default: 5)")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed runs per contender and workload (default: 5)"
+    )
     parser.add_argument("--quick", action="store_true", help="1 epoch, 1 repeat: a smoke run")
-    parser.add_argument("--only", nargs="+", metavar="WIDTHxBATCH",
-                        help="run only these workloads, e.g. --only 8x32 128x256")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR,
-                        help=f"where to write the JSON and markdown (default: {RESULTS_DIR})")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="WIDTHxBATCH",
+        help="run only these workloads, e.g. --only 8x32 128x256",
+    )
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=RESULTS_DIR,
+        help=f"where to write the JSON and markdown (default: {RESULTS_DIR})",
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")

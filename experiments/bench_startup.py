@@ -89,14 +89,18 @@ def child(backend):
     out = {"backend": backend, "import_s": import_s}
     for phase in ("cold", "warm"):
         t_call, t0 = time.time(), time.perf_counter()
-        [row] = sweep(memory_trial, {"x": [0]}, backend=backend, blas_threads=1,
-                      progress=False, **kwargs)
+        [row] = sweep(
+            memory_trial, {"x": [0]}, backend=backend, blas_threads=1, progress=False, **kwargs
+        )
         wall = time.perf_counter() - t0
         if row.status != "ok":
             raise RuntimeError(f"{backend}: {row.status}: {row.error_message}")
-        out[phase] = {"startup_s": row.started_at - t_call, "wall_s": wall,
-                      **{k: v for k, v in row.metrics.items() if k.endswith("_mb")},
-                      "own_process": row.metrics["pid"] == os.getpid()}
+        out[phase] = {
+            "startup_s": row.started_at - t_call,
+            "wall_s": wall,
+            **{k: v for k, v in row.metrics.items() if k.endswith("_mb")},
+            "own_process": row.metrics["pid"] == os.getpid(),
+        }
     print(json.dumps(out))
 
 
@@ -110,14 +114,21 @@ def environment():
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    blas = [{k: lib.get(k) for k in ("internal_api", "version", "num_threads", "threading_layer")}
-            for lib in threadpool_info() if lib["user_api"] == "blas"]
+    blas = [
+        {k: lib.get(k) for k in ("internal_api", "version", "num_threads", "threading_layer")}
+        for lib in threadpool_info()
+        if lib["user_api"] == "blas"
+    ]
     return {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "cpu": cpu, "cores": os.cpu_count(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "python": sys.version.split()[0], "implementation": platform.python_implementation(),
-        "platform": platform.platform(), "numpy": np.__version__, "blas": blas,
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+        "blas": blas,
     }
 
 
@@ -135,8 +146,12 @@ def main(argv=None):
     for r in range(args.repeats):
         k = r % len(args.backends)
         for backend in args.backends[k:] + args.backends[:k]:
-            proc = subprocess.run([sys.executable, __file__, "--child", backend],
-                                  capture_output=True, text=True, timeout=300)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", backend],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             if proc.returncode != 0:
                 raise SystemExit(f"{backend} failed:\n{proc.stderr}")
             runs[backend].append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -155,11 +170,15 @@ def main(argv=None):
 
     env = environment()
     blas = ", ".join(f"{x['internal_api']} {x['version']}" for x in env["blas"])
-    print(f"{env['cpu']}, {env['cores']} cores, Python {env['python']}, BLAS {blas}; "
-          f"median of {args.repeats} interleaved rounds; one trivial trial, n_jobs=1, "
-          "blas_threads=1")
-    head = (f"{'backend':<16}{'cold start-up':>14}{'warm start-up':>14}{'cold wall':>11}"
-            f"{'warm wall':>11}{'worker RSS':>12}{'PSS':>8}{'USS':>8}")
+    print(
+        f"{env['cpu']}, {env['cores']} cores, Python {env['python']}, BLAS {blas}; "
+        f"median of {args.repeats} interleaved rounds; one trivial trial, n_jobs=1, "
+        "blas_threads=1"
+    )
+    head = (
+        f"{'backend':<16}{'cold start-up':>14}{'warm start-up':>14}{'cold wall':>11}"
+        f"{'warm wall':>11}{'worker RSS':>12}{'PSS':>8}{'USS':>8}"
+    )
     print(head)
     print("-" * len(head))
 
@@ -172,14 +191,21 @@ def main(argv=None):
     for b, s in summary.items():
         c, w = s["cold"], s["warm"]
         note = " (sweep's own process)" if s["own_process"] else ""
-        print(f"{b:<16}{ms(c['startup_s']):>14}{ms(w['startup_s']):>14}{ms(c['wall_s']):>11}"
-              f"{ms(w['wall_s']):>11}{mb(w['rss_mb']):>12}{mb(w['pss_mb']):>8}{mb(w['uss_mb']):>8}{note}")
+        print(
+            f"{b:<16}{ms(c['startup_s']):>14}{ms(w['startup_s']):>14}{ms(c['wall_s']):>11}"
+            f"{ms(w['wall_s']):>11}{mb(w['rss_mb']):>12}{mb(w['pss_mb']):>8}{mb(w['uss_mb']):>8}{note}"
+        )
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "startup.json" if args.repeats >= 5 else "startup-quick.json"
     path = RESULTS / name
-    path.write_text(json.dumps({"environment": env, "repeats": args.repeats, "summary": summary,
-                                "runs": runs}, indent=2) + "\n")
+    path.write_text(
+        json.dumps(
+            {"environment": env, "repeats": args.repeats, "summary": summary, "runs": runs},
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {path}")
     return 0
 

@@ -92,7 +92,11 @@ def read_array(params, seed, *, path, hold_s=0.5):
 
 def environment():
     """Where these figures come from."""
-    versions = {"python": platform.python_version(), "numpy": np.__version__, "joblib": joblib.__version__}
+    versions = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "joblib": joblib.__version__,
+    }
     for name in ("mlpar", "dask", "distributed", "threadpoolctl", "scikit-learn"):
         try:
             from importlib.metadata import version
@@ -108,7 +112,8 @@ def environment():
         "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "blas": [
             {k: lib.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
-            for lib in threadpool_info() if lib["user_api"] == "blas"
+            for lib in threadpool_info()
+            if lib["user_api"] == "blas"
         ],
         "versions": versions,
     }
@@ -178,8 +183,15 @@ def timed(call):
 
 def run_mlpar(backend, n, n_jobs, address=None):
     kwargs = {"address": address} if backend == "dask" else {}
-    sweep(noop, {"i": list(range(n))}, backend=backend, n_jobs=None if backend == "serial" else n_jobs,
-          blas_threads=1, progress=False, **kwargs)
+    sweep(
+        noop,
+        {"i": list(range(n))},
+        backend=backend,
+        n_jobs=None if backend == "serial" else n_jobs,
+        blas_threads=1,
+        progress=False,
+        **kwargs,
+    )
 
 
 def run_joblib(backend, n, n_jobs):
@@ -195,13 +207,23 @@ def bench_overhead(sizes, repeats, n_jobs):
     ``sizes`` maps a backend to its two sweep sizes: large enough that the
     noise of a process start-up (seconds) is small once spread over them.
     """
-    cells = [(impl, b, n) for b in ("serial", "threads", "processes") for impl in ("mlpar", "joblib") for n in sizes[b]]
+    cells = [
+        (impl, b, n)
+        for b in ("serial", "threads", "processes")
+        for impl in ("mlpar", "joblib")
+        for n in sizes[b]
+    ]
     cluster = client = None
     try:
         import distributed
 
-        cluster = distributed.LocalCluster(n_workers=n_jobs, threads_per_worker=1, host="127.0.0.1",
-                                           dashboard_address="127.0.0.1:0", processes=True)
+        cluster = distributed.LocalCluster(
+            n_workers=n_jobs,
+            threads_per_worker=1,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            processes=True,
+        )
         client = distributed.Client(cluster)  # the default client joblib's dask backend needs
         cells += [(impl, "dask", n) for impl in ("mlpar", "joblib") for n in sizes["dask"]]
     except ImportError:
@@ -235,8 +257,10 @@ def bench_overhead(sizes, repeats, n_jobs):
             t2 = statistics.median(times[(impl, backend, n2)])
             slope = (t2 - t1) / (n2 - n1)
             row[impl] = {
-                "per_trial_ms": 1e3 * slope, "fixed_ms": 1e3 * (t1 - slope * n1),
-                f"total_s_{n1}": t1, f"total_s_{n2}": t2,
+                "per_trial_ms": 1e3 * slope,
+                "fixed_ms": 1e3 * (t1 - slope * n1),
+                f"total_s_{n1}": t1,
+                f"total_s_{n2}": t2,
             }
         row["extra_per_trial_ms"] = row["mlpar"]["per_trial_ms"] - row["joblib"]["per_trial_ms"]
         row["sizes"] = [n1, n2]
@@ -255,19 +279,32 @@ def bench_efficiency(n_trials, trial_s, repeats):
     iterations = calibrate_burn(trial_s)
     space = {"i": list(range(n_trials)), "iterations": [iterations]}
     startup = statistics.median(
-        timed(lambda: sweep(noop, {"i": [0, 1]}, backend="processes", n_jobs=2, blas_threads=1, progress=False))
+        timed(
+            lambda: sweep(
+                noop, {"i": [0, 1]}, backend="processes", n_jobs=2, blas_threads=1, progress=False
+            )
+        )
         for _ in range(2)
     )
     times = {"serial": [], "processes": []}
     for r in range(repeats):
-        for backend in (["serial", "processes"] if r % 2 == 0 else ["processes", "serial"]):
+        for backend in ["serial", "processes"] if r % 2 == 0 else ["processes", "serial"]:
             n_jobs = 2 if backend == "processes" else None
-            times[backend].append(timed(lambda: sweep(
-                burn, space, backend=backend, n_jobs=n_jobs, blas_threads=1, progress=False)))
+            times[backend].append(
+                timed(
+                    lambda backend=backend, n_jobs=n_jobs: sweep(
+                        burn, space, backend=backend, n_jobs=n_jobs, blas_threads=1, progress=False
+                    )
+                )
+            )
     serial, parallel = statistics.median(times["serial"]), statistics.median(times["processes"])
     return {
-        "n_trials": n_trials, "trial_s_target": trial_s, "iterations": iterations,
-        "serial_s": serial, "processes_2_s": parallel, "speedup": serial / parallel,
+        "n_trials": n_trials,
+        "trial_s_target": trial_s,
+        "iterations": iterations,
+        "serial_s": serial,
+        "processes_2_s": parallel,
+        "speedup": serial / parallel,
         "worker_startup_s": startup,
         "speedup_excluding_startup": serial / max(1e-9, parallel - startup),
         "all_times": times,
@@ -285,7 +322,9 @@ def bench_memory(size_mb, n_trials):
 
     out = subprocess.run(
         [sys.executable, __file__, "--memory-child", str(size_mb), str(n_trials)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -307,13 +346,21 @@ def _memory_child(size_mb, n_trials):
         with Sampler() as base:
             sweep(noop, space, backend="processes", n_jobs=2, blas_threads=1, progress=False)
         with Sampler() as data:
-            result = sweep(functools.partial(read_array, path=str(path)), space,
-                           backend="processes", n_jobs=2, blas_threads=1, progress=False)
+            result = sweep(
+                functools.partial(read_array, path=str(path)),
+                space,
+                backend="processes",
+                n_jobs=2,
+                blas_threads=1,
+                progress=False,
+            )
         assert all(r.status == "ok" for r in result), [r.error_message for r in result]
     copy = size_mb
     return {
-        "array_mb": size_mb, "n_trials": n_trials,
-        "peak_total_pss_mb": data.peak_pss, "baseline_peak_pss_mb": base.peak_pss,
+        "array_mb": size_mb,
+        "n_trials": n_trials,
+        "peak_total_pss_mb": data.peak_pss,
+        "baseline_peak_pss_mb": base.peak_pss,
         "total_over_one_copy": data.peak_pss / copy,
         "data_attributable_over_one_copy": (data.peak_pss - base.peak_pss) / copy,
     }
@@ -327,15 +374,25 @@ def bench_soak(n_trials, backends=("processes", "threads")):
             gc.collect()
             with Sampler(interval=0.1) as sampler:
                 t0 = time.perf_counter()
-                result = sweep(noop, {"i": list(range(n_trials))}, backend=backend, n_jobs=2,
-                               blas_threads=1, journal=journal, progress=False)
+                result = sweep(
+                    noop,
+                    {"i": list(range(n_trials))},
+                    backend=backend,
+                    n_jobs=2,
+                    blas_threads=1,
+                    journal=journal,
+                    progress=False,
+                )
                 wall = time.perf_counter() - t0
             with open(journal) as f:
                 rows = sum(1 for line in f) - 1
             rss = [s[2] for s in sampler.samples]
             out[backend] = {
-                "n_trials": n_trials, "journal_rows": rows, "all_ok": all(r.status == "ok" for r in result),
-                "wall_s": wall, "per_trial_ms": 1e3 * wall / n_trials,
+                "n_trials": n_trials,
+                "journal_rows": rows,
+                "all_ok": all(r.status == "ok" for r in result),
+                "wall_s": wall,
+                "per_trial_ms": 1e3 * wall / n_trials,
                 "parent_rss_mb": {"start": rss[0], "middle": rss[len(rss) // 2], "end": rss[-1]},
                 "result_rows_in_memory": len(result),
             }
@@ -351,18 +408,45 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, one repeat: a smoke run")
     parser.add_argument("--soak", action="store_true", help="also run the 10,000-trial soak")
-    parser.add_argument("--only", choices=["overhead", "efficiency", "memory", "soak"],
-                        help="run one measurement (saved as bench_sweep-<name>.json)")
+    parser.add_argument(
+        "--only",
+        choices=["overhead", "efficiency", "memory", "soak"],
+        help="run one measurement (saved as bench_sweep-<name>.json)",
+    )
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
-    wanted = {args.only} if args.only else {"overhead", "efficiency", "memory"} | ({"soak"} if args.soak or args.quick else set())
+    wanted = (
+        {args.only}
+        if args.only
+        else {"overhead", "efficiency", "memory"} | ({"soak"} if args.soak or args.quick else set())
+    )
 
     if args.quick:
-        sizes = {"serial": (50, 250), "threads": (50, 250), "processes": (100, 1000), "dask": (10, 50)}
-        plan = dict(sizes=sizes, repeats=1, n_trials=4, trial_s=0.1, eff_repeats=1, memory_mb=50, soak=1000)
+        sizes = {
+            "serial": (50, 250),
+            "threads": (50, 250),
+            "processes": (100, 1000),
+            "dask": (10, 50),
+        }
+        plan = dict(
+            sizes=sizes, repeats=1, n_trials=4, trial_s=0.1, eff_repeats=1, memory_mb=50, soak=1000
+        )
     else:
-        sizes = {"serial": (500, 2500), "threads": (500, 2500), "processes": (500, 4000), "dask": (50, 300)}
-        plan = dict(sizes=sizes, repeats=5, n_trials=24, trial_s=0.5, eff_repeats=3, memory_mb=500, soak=10_000)
+        sizes = {
+            "serial": (500, 2500),
+            "threads": (500, 2500),
+            "processes": (500, 4000),
+            "dask": (50, 300),
+        }
+        plan = dict(
+            sizes=sizes,
+            repeats=5,
+            n_trials=24,
+            trial_s=0.5,
+            eff_repeats=3,
+            memory_mb=500,
+            soak=10_000,
+        )
     report = {"environment": environment(), "plan": plan}
     print(json.dumps(report["environment"], indent=1))
 
@@ -370,21 +454,29 @@ def main(argv=None):
         report["overhead"] = bench_overhead(plan["sizes"], plan["repeats"], 2)
         print_overhead(report["overhead"])
     if "efficiency" in wanted:
-        eff = report["efficiency"] = bench_efficiency(plan["n_trials"], plan["trial_s"], plan["eff_repeats"])
-        print(f"\nparallel efficiency: {eff['n_trials']} trials of ~{eff['trial_s_target']} s: serial "
-              f"{eff['serial_s']:.2f} s, processes x2 {eff['processes_2_s']:.2f} s -> {eff['speedup']:.2f}x "
-              f"(worker start-up {eff['worker_startup_s']:.2f} s; {eff['speedup_excluding_startup']:.2f}x without it)")
+        eff = report["efficiency"] = bench_efficiency(
+            plan["n_trials"], plan["trial_s"], plan["eff_repeats"]
+        )
+        print(
+            f"\nparallel efficiency: {eff['n_trials']} trials of ~{eff['trial_s_target']} s: serial "
+            f"{eff['serial_s']:.2f} s, processes x2 {eff['processes_2_s']:.2f} s -> {eff['speedup']:.2f}x "
+            f"(worker start-up {eff['worker_startup_s']:.2f} s; {eff['speedup_excluding_startup']:.2f}x without it)"
+        )
     if "memory" in wanted and sys.platform.startswith("linux"):
         mem = report["memory"] = bench_memory(plan["memory_mb"], 4)
-        print(f"\nmemory: {mem['array_mb']} MB array, 2 workers: peak total PSS {mem['peak_total_pss_mb']:.0f} MB "
-              f"= {mem['total_over_one_copy']:.2f}x one copy; no-op baseline {mem['baseline_peak_pss_mb']:.0f} MB; "
-              f"data-attributable {mem['data_attributable_over_one_copy']:.2f}x")
+        print(
+            f"\nmemory: {mem['array_mb']} MB array, 2 workers: peak total PSS {mem['peak_total_pss_mb']:.0f} MB "
+            f"= {mem['total_over_one_copy']:.2f}x one copy; no-op baseline {mem['baseline_peak_pss_mb']:.0f} MB; "
+            f"data-attributable {mem['data_attributable_over_one_copy']:.2f}x"
+        )
     if "soak" in wanted and sys.platform.startswith("linux"):
         soak = report["soak"] = bench_soak(plan["soak"])
         for backend, row in soak.items():
             rss = row["parent_rss_mb"]
-            print(f"\nsoak {backend}: {row['journal_rows']} journal rows, {row['per_trial_ms']:.3f} ms/trial, "
-                  f"parent RSS start/middle/end {rss['start']:.0f}/{rss['middle']:.0f}/{rss['end']:.0f} MB")
+            print(
+                f"\nsoak {backend}: {row['journal_rows']} journal rows, {row['per_trial_ms']:.3f} ms/trial, "
+                f"parent RSS start/middle/end {rss['start']:.0f}/{rss['middle']:.0f}/{rss['end']:.0f} MB"
+            )
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
     name = "bench_sweep" + ("-quick" if args.quick else "") + (f"-{args.only}" if args.only else "")
@@ -396,10 +488,14 @@ def main(argv=None):
 
 def print_overhead(overhead):
     print("\nper-trial overhead, no-op trial, n_jobs=2 (ms; medians; slope of two sweep sizes)")
-    print(f"{'backend':10} {'mlpar':>8} {'joblib':>8} {'extra':>8} {'mlpar fixed':>12} {'joblib fixed':>13}")
+    print(
+        f"{'backend':10} {'mlpar':>8} {'joblib':>8} {'extra':>8} {'mlpar fixed':>12} {'joblib fixed':>13}"
+    )
     for backend, row in overhead.items():
-        print(f"{backend:10} {row['mlpar']['per_trial_ms']:8.3f} {row['joblib']['per_trial_ms']:8.3f} "
-              f"{row['extra_per_trial_ms']:8.3f} {row['mlpar']['fixed_ms']:12.1f} {row['joblib']['fixed_ms']:13.1f}")
+        print(
+            f"{backend:10} {row['mlpar']['per_trial_ms']:8.3f} {row['joblib']['per_trial_ms']:8.3f} "
+            f"{row['extra_per_trial_ms']:8.3f} {row['mlpar']['fixed_ms']:12.1f} {row['joblib']['fixed_ms']:13.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -49,14 +49,22 @@ QUICK = dict(n_samples=2_000, workloads=[((32,), 2), ((256, 256), 1), ((1024, 10
 N_FEATURES, N_CLASSES, BATCH_SIZE, ALPHA, LEARNING_RATE = 64, 10, 256, 1e-4, 1e-3
 
 # Targets on the reference machine (see the issue that asked for this engine).
-TARGETS = {"speedup_vs_sklearn": {"(32,)": 2.0, "(256, 256)": 2.0},
-           "share_of_sgemm_peak": {"(1024, 1024)": 0.65}}
+TARGETS = {
+    "speedup_vs_sklearn": {"(32,)": 2.0, "(256, 256)": 2.0},
+    "share_of_sgemm_peak": {"(1024, 1024)": 0.65},
+}
 
 
 def make_data(n_samples):
     """The benchmark's classification problem, standardized, in float32."""
-    X, y = make_classification(n_samples=n_samples, n_features=N_FEATURES, n_informative=32,
-                               n_redundant=16, n_classes=N_CLASSES, random_state=0)
+    X, y = make_classification(
+        n_samples=n_samples,
+        n_features=N_FEATURES,
+        n_informative=32,
+        n_redundant=16,
+        n_classes=N_CLASSES,
+        random_state=0,
+    )
     return StandardScaler().fit_transform(X).astype(np.float32), y
 
 
@@ -73,7 +81,7 @@ def sgemm_peak(n=1024, repeats=7):
     c = np.empty((n, n), np.float32)
     np.dot(a, b, out=c)  # warm up
     best = min(_timed(lambda: np.dot(a, b, out=c)) for _ in range(repeats))
-    return 2 * n ** 3 / best / 1e9
+    return 2 * n**3 / best / 1e9
 
 
 def _timed(fn):
@@ -96,15 +104,25 @@ def _wall_and_cpu(fn):
 def _estimator_fit(cls, **extra):
     def fit(X, y, hidden, epochs, seed):
         # tol=0 and a patience beyond the epoch budget: every fit runs all epochs.
-        est = cls(hidden_layer_sizes=hidden, solver="adam", batch_size=BATCH_SIZE,
-                  learning_rate_init=LEARNING_RATE, alpha=ALPHA, max_iter=epochs, tol=0.0,
-                  n_iter_no_change=epochs + 1, random_state=seed, **extra)
+        est = cls(
+            hidden_layer_sizes=hidden,
+            solver="adam",
+            batch_size=BATCH_SIZE,
+            learning_rate_init=LEARNING_RATE,
+            alpha=ALPHA,
+            max_iter=epochs,
+            tol=0.0,
+            n_iter_no_change=epochs + 1,
+            random_state=seed,
+            **extra,
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             seconds = _wall_and_cpu(lambda: est.fit(X, y))
         assert est.n_iter_ == epochs, (cls.__name__, est.n_iter_, epochs)
         assert est.coefs_[0].dtype == np.float32, cls.__name__
         return seconds
+
     return fit
 
 
@@ -135,16 +153,22 @@ def _torch_fit():
         biases = [p for name, p in model.named_parameters() if name.endswith("bias")]
         # scikit-learn's L2 adds alpha / batch_size * W to the weights' gradient:
         # Adam's (coupled) weight_decay on the weights only.
-        opt = torch.optim.Adam([{"params": weights, "weight_decay": ALPHA / BATCH_SIZE},
-                                {"params": biases, "weight_decay": 0.0}],
-                               lr=LEARNING_RATE, betas=(0.9, 0.999), eps=1e-8)
+        opt = torch.optim.Adam(
+            [
+                {"params": weights, "weight_decay": ALPHA / BATCH_SIZE},
+                {"params": biases, "weight_decay": 0.0},
+            ],
+            lr=LEARNING_RATE,
+            betas=(0.9, 0.999),
+            eps=1e-8,
+        )
         loss_fn = torch.nn.CrossEntropyLoss()
         n = Xt.shape[0]
         for _ in range(epochs):
             perm = torch.randperm(n, generator=perm_rng)
             total = 0.0
             for start in range(0, n, BATCH_SIZE):
-                idx = perm[start:start + BATCH_SIZE]
+                idx = perm[start : start + BATCH_SIZE]
                 opt.zero_grad(set_to_none=True)
                 loss = loss_fn(model(Xt[idx]), yt[idx])
                 loss.backward()
@@ -163,8 +187,9 @@ def environment():
     cpu_model = None
     try:
         with open("/proc/cpuinfo") as f:
-            cpu_model = next((line.split(":", 1)[1].strip() for line in f
-                              if line.startswith("model name")), None)
+            cpu_model = next(
+                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None
+            )
     except OSError:
         pass
     try:
@@ -189,13 +214,26 @@ def environment():
         "numpy": np.__version__,
         "scikit_learn": sklearn.__version__,
         "blas": [  # every thread pool threadpoolctl sees (BLAS and OpenMP)
-            {k: info.get(k) for k in ("user_api", "internal_api", "version", "num_threads",
-                                      "threading_layer", "architecture", "filepath")}
+            {
+                k: info.get(k)
+                for k in (
+                    "user_api",
+                    "internal_api",
+                    "version",
+                    "num_threads",
+                    "threading_layer",
+                    "architecture",
+                    "filepath",
+                )
+            }
             for info in threadpool_info()
         ],
         "numpy_build": numpy_build,
-        "env": {k: v for k, v in os.environ.items()
-                if k.startswith(("OPENBLAS", "OMP_", "MKL_", "BLIS_", "GOTO"))},
+        "env": {
+            k: v
+            for k, v in os.environ.items()
+            if k.startswith(("OPENBLAS", "OMP_", "MKL_", "BLIS_", "GOTO"))
+        },
     }
 
 
@@ -205,8 +243,10 @@ def environment():
 def run(*, quick=False, repeats=5):
     config = QUICK if quick else FULL
     X, y = make_data(config["n_samples"])
-    contenders = [("mlpar", _estimator_fit(MLPClassifier)),
-                  ("scikit-learn", _estimator_fit(SkMLPClassifier))]
+    contenders = [
+        ("mlpar", _estimator_fit(MLPClassifier)),
+        ("scikit-learn", _estimator_fit(SkMLPClassifier)),
+    ]
     torch_fit, torch_version = _torch_fit()
     if torch_fit is not None:
         contenders.append(("pytorch", torch_fit))
@@ -223,16 +263,29 @@ def run(*, quick=False, repeats=5):
                 fit(X[warm], y[warm], hidden, 1, 0)
             seconds = {name: [] for name, _ in contenders}
             for r in range(repeats):
-                order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]
+                order = contenders[r % len(contenders) :] + contenders[: r % len(contenders)]
                 for name, fit in order:
                     seconds[name].append(fit(X, y, hidden, epochs, r))
             rows += _rows(hidden, epochs, len(X), seconds, peak)
-    return {"config": {"n_samples": len(X), "n_features": N_FEATURES, "n_classes": N_CLASSES,
-                       "batch_size": BATCH_SIZE, "solver": "adam", "alpha": ALPHA,
-                       "learning_rate_init": LEARNING_RATE, "dtype": "float32",
-                       "blas_threads": 1, "repeats": repeats, "quick": quick},
-            "sgemm_peak_gflops": peak, "environment": env, "results": rows,
-            "targets": _check_targets(rows)}
+    return {
+        "config": {
+            "n_samples": len(X),
+            "n_features": N_FEATURES,
+            "n_classes": N_CLASSES,
+            "batch_size": BATCH_SIZE,
+            "solver": "adam",
+            "alpha": ALPHA,
+            "learning_rate_init": LEARNING_RATE,
+            "dtype": "float32",
+            "blas_threads": 1,
+            "repeats": repeats,
+            "quick": quick,
+        },
+        "sgemm_peak_gflops": peak,
+        "environment": env,
+        "results": rows,
+        "targets": _check_targets(rows),
+    }
 
 
 def _rows(hidden, epochs, n_samples, seconds, peak):
@@ -247,16 +300,24 @@ def _rows(hidden, epochs, n_samples, seconds, peak):
         # Paired by repeat: each ratio compares fits that ran back to back.
         speedup = statistics.median(b[0] / t[0] for b, t in zip(base, times))
         speedup_cpu = statistics.median(b[1] / t[1] for b, t in zip(base, times))
-        rows.append({
-            "hidden": str(tuple(hidden)), "contender": name, "epochs_per_fit": epochs,
-            "ms_per_epoch_median": 1e3 * median, "ms_per_epoch_min": 1e3 * per_epoch[0],
-            "ms_per_epoch_max": 1e3 * per_epoch[-1], "ms_per_epoch_iqr": 1e3 * (q[2] - q[0]),
-            "cpu_ms_per_epoch_median": 1e3 * cpu,
-            "gflops": flops / median / 1e9, "share_of_peak": flops / median / 1e9 / peak,
-            "share_of_peak_cpu": flops / cpu / 1e9 / peak,
-            "speedup_vs_sklearn": speedup, "speedup_vs_sklearn_cpu": speedup_cpu,
-            "n_fits": len(times),
-        })
+        rows.append(
+            {
+                "hidden": str(tuple(hidden)),
+                "contender": name,
+                "epochs_per_fit": epochs,
+                "ms_per_epoch_median": 1e3 * median,
+                "ms_per_epoch_min": 1e3 * per_epoch[0],
+                "ms_per_epoch_max": 1e3 * per_epoch[-1],
+                "ms_per_epoch_iqr": 1e3 * (q[2] - q[0]),
+                "cpu_ms_per_epoch_median": 1e3 * cpu,
+                "gflops": flops / median / 1e9,
+                "share_of_peak": flops / median / 1e9 / peak,
+                "share_of_peak_cpu": flops / cpu / 1e9 / peak,
+                "speedup_vs_sklearn": speedup,
+                "speedup_vs_sklearn_cpu": speedup_cpu,
+                "n_fits": len(times),
+            }
+        )
     return rows
 
 
@@ -266,30 +327,46 @@ def _check_targets(rows):
     for hidden, target in TARGETS["speedup_vs_sklearn"].items():
         if hidden in ours:
             got = ours[hidden]["speedup_vs_sklearn"]
-            checks.append({"what": f"speedup vs scikit-learn at {hidden}", "target": target,
-                           "got": got, "met": got >= target})
+            checks.append(
+                {
+                    "what": f"speedup vs scikit-learn at {hidden}",
+                    "target": target,
+                    "got": got,
+                    "met": got >= target,
+                }
+            )
     for hidden, target in TARGETS["share_of_sgemm_peak"].items():
         if hidden in ours:
             got = ours[hidden]["share_of_peak"]
-            checks.append({"what": f"share of SGEMM peak at {hidden}", "target": target,
-                           "got": got, "met": got >= target})
+            checks.append(
+                {
+                    "what": f"share of SGEMM peak at {hidden}",
+                    "target": target,
+                    "got": got,
+                    "met": got >= target,
+                }
+            )
     return checks
 
 
 def to_markdown(report):
     env, cfg = report["environment"], report["config"]
-    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']}, "
-                     f"{b['num_threads']} thread)" for b in env["blas"]
-                     if b.get("user_api", "blas") == "blas")
+    blas = ", ".join(
+        f"{b['internal_api']} {b['version']} ({b['architecture']}, {b['num_threads']} thread)"
+        for b in env["blas"]
+        if b.get("user_api", "blas") == "blas"
+    )
     lines = [
         "# Training speed: mlpar vs scikit-learn" + (" vs PyTorch" if env.get("torch") else ""),
         "",
         f"{cfg['n_samples']} x {cfg['n_features']} float32, {cfg['n_classes']} classes, "
         f"batch {cfg['batch_size']}, Adam, 1 BLAS thread, {cfg['repeats']} interleaved repeats"
-        + (" (quick run)" if cfg["quick"] else "") + ".",
+        + (" (quick run)" if cfg["quick"] else "")
+        + ".",
         f"Machine: {env['cpu_model']}, {env['cpus_usable']} usable cores; {blas}; "
         f"Python {env['python']}, NumPy {env['numpy']}, scikit-learn {env['scikit_learn']}"
-        + (f", PyTorch {env['torch']}" if env.get("torch") else ", PyTorch not installed") + ".",
+        + (f", PyTorch {env['torch']}" if env.get("torch") else ", PyTorch not installed")
+        + ".",
         f"SGEMM peak (n=1024, 1 thread): {report['sgemm_peak_gflops']:.1f} GFLOP/s."
         + (f" BLAS environment: {env['env']}." if env["env"] else ""),
         "",
@@ -310,22 +387,31 @@ def to_markdown(report):
         got = f"{c['got']:.2f}x" if "speedup" in c["what"] else f"{100 * c['got']:.0f}%"
         want = f"{c['target']:.1f}x" if "speedup" in c["what"] else f"{100 * c['target']:.0f}%"
         lines.append(f"- {c['what']}: {got} (target {want}) {'met' if c['met'] else 'NOT met'}")
-    lines += ["", "ms/epoch = wall time of a fit / its epochs (per-fit set-up included); "
-              "speedup = median over repeats of the paired ratio sklearn time / contender "
-              "time. The CPU columns use process CPU time instead: on a machine shared with "
-              "other work they show what the training itself cost. Targets are judged on "
-              "wall time, on a quiet machine."]
+    lines += [
+        "",
+        "ms/epoch = wall time of a fit / its epochs (per-fit set-up included); "
+        "speedup = median over repeats of the paired ratio sklearn time / contender "
+        "time. The CPU columns use process CPU time instead: on a machine shared with "
+        "other work they show what the training itself cost. Targets are judged on "
+        "wall time, on a quiet machine.",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=5,
-                        help="timed fits per contender and workload (default: 5)")
-    parser.add_argument("--quick", action="store_true",
-                        help="small data, one repeat: a smoke run in seconds")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR,
-                        help=f"where to write the JSON and markdown (default: {RESULTS_DIR})")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed fits per contender and workload (default: 5)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small data, one repeat: a smoke run in seconds"
+    )
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=RESULTS_DIR,
+        help=f"where to write the JSON and markdown (default: {RESULTS_DIR})",
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be a positive integer, got {args.repeats}")

@@ -24,15 +24,21 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "lessons"
 def main(argv=None):
     """Parse arguments, run the four lessons, print and save; returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small workloads (a smoke run; timings not meaningful)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per setting (default: 5)")
+    parser.add_argument(
+        "--quick", action="store_true", help="small workloads (a smoke run; timings not meaningful)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed repeats per setting (default: 5)"
+    )
     parser.add_argument(
         "--workers",
         type=int,
         default=None,
         help="most threads/processes to compare with serial (default: all usable cores, at least 2)",
     )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})"
+    )
     parser.add_argument("--no-plot", action="store_true", help="do not write PNG plots")
     args = parser.parse_args(argv)
     try:

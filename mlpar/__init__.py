@@ -5,15 +5,23 @@
 # each worker's start-up even for trials that never touch it.
 _API = {
     # Sweeps
-    "sweep": "sweep", "SweepResult": "results", "train_mlp": "trial", "MLPTrial": "trial",
-    "available_backends": "backends", "register_backend": "backends",
-    "successive_halving": "halving", "HalvingResult": "halving",
+    "sweep": "sweep",
+    "SweepResult": "results",
+    "train_mlp": "trial",
+    "MLPTrial": "trial",
+    "available_backends": "backends",
+    "register_backend": "backends",
+    "successive_halving": "halving",
+    "HalvingResult": "halving",
     # Models
-    "MLPClassifier": "nn", "MLPRegressor": "nn",
+    "MLPClassifier": "nn",
+    "MLPRegressor": "nn",
     # Configs
-    "load_config": "config", "ConfigError": "config",
+    "load_config": "config",
+    "ConfigError": "config",
     # Analysis
-    "advise": "analysis.advice", "Advice": "analysis.advice",
+    "advise": "analysis.advice",
+    "Advice": "analysis.advice",
 }
 
 __version__ = "0.1.0"
@@ -22,7 +30,7 @@ __all__ = list(_API)
 # The function, not the submodule of the same name: importing mlpar.sweep
 # binds the module to this package's attribute, which would shadow the lazy
 # lookup below. It imports NumPy and threadpoolctl, which every worker needs anyway.
-from .sweep import sweep  # noqa: E402
+from .sweep import sweep  # noqa: E402, F401
 
 
 def __getattr__(name):

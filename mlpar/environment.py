@@ -33,8 +33,18 @@ def _blas():
     from threadpoolctl import threadpool_info
 
     return [
-        {k: pool.get(k) for k in ("user_api", "internal_api", "version", "num_threads",
-                                  "threading_layer", "architecture", "filepath")}
+        {
+            k: pool.get(k)
+            for k in (
+                "user_api",
+                "internal_api",
+                "version",
+                "num_threads",
+                "threading_layer",
+                "architecture",
+                "filepath",
+            )
+        }
         for pool in threadpool_info()
     ]
 
@@ -45,7 +55,8 @@ def environment_info(argv=None) -> dict:
 
     info = {
         "cores": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+        "cores_usable": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),
         "joblib_cpu_count": joblib.cpu_count(),
         "machine": platform.machine(),
@@ -56,13 +67,27 @@ def environment_info(argv=None) -> dict:
         "free_threaded_build": free_threaded_build(),
         "gil_enabled": gil_enabled(),
         "blas": _blas(),
-        "versions": {name: _version(name) for name in
-                     ("mlpar", "numpy", "scipy", "scikit-learn", "joblib", "threadpoolctl",
-                      "dask", "distributed", "matplotlib")},
+        "versions": {
+            name: _version(name)
+            for name in (
+                "mlpar",
+                "numpy",
+                "scipy",
+                "scikit-learn",
+                "joblib",
+                "threadpoolctl",
+                "dask",
+                "distributed",
+                "matplotlib",
+            )
+        },
         # Set on some machines to work around old OpenBLAS bugs; they change
         # which kernels run, so a measurement must say whether they were set.
-        "env": {k: os.environ[k] for k in sorted(os.environ)
-                if k.startswith(("OPENBLAS_", "OMP_", "MKL_", "PYTHON_GIL"))},
+        "env": {
+            k: os.environ[k]
+            for k in sorted(os.environ)
+            if k.startswith(("OPENBLAS_", "OMP_", "MKL_", "PYTHON_GIL"))
+        },
     }
     if argv is not None:
         info["command"] = list(argv)
@@ -71,11 +96,15 @@ def environment_info(argv=None) -> dict:
 
 def format_environment(info: dict) -> str:
     """A few human lines for ``mlpar info`` and report headers."""
-    blas = ", ".join(
-        f"{b['internal_api']} {b['version']} ({b['num_threads']} threads"
-        + (f", {b['architecture']}" if b.get("architecture") else "") + ")"
-        for b in info["blas"]
-    ) or "none found"
+    blas = (
+        ", ".join(
+            f"{b['internal_api']} {b['version']} ({b['num_threads']} threads"
+            + (f", {b['architecture']}" if b.get("architecture") else "")
+            + ")"
+            for b in info["blas"]
+        )
+        or "none found"
+    )
     build = "free-threaded" if info["free_threaded_build"] else "with GIL"
     gil = "enabled" if info["gil_enabled"] else "disabled"
     versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v)

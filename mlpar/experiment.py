@@ -70,8 +70,10 @@ def check_experiment(config, *, run_dir=None, connect=True):
     make_backend(ex.backend, n_jobs=ex.n_jobs)
     check_can_create(run_dir if run_dir else Path(config.output.folder) / config.name)
     if run_dir and _has_journal(Path(run_dir)):
-        raise FileExistsError(f"{run_dir} already holds a run ({JOURNAL_FILE}); finish it "
-                              f"with mlpar resume {run_dir}, or choose another run folder")
+        raise FileExistsError(
+            f"{run_dir} already holds a run ({JOURNAL_FILE}); finish it "
+            f"with mlpar resume {run_dir}, or choose another run folder"
+        )
     if connect:
         with _scheduler(ex.backend, ex.address, ex.connect_timeout):
             pass
@@ -94,28 +96,41 @@ def _has_trials(run_dir):
     return False
 
 
-def sweep_config(config, *, space=None, journal=None, resume=False, progress=None,
-                 **execution):
+def sweep_config(config, *, space=None, journal=None, resume=False, progress=None, **execution):
     """Run ``config``'s sweep (or ``space``, a part of it); returns the SweepResult.
 
     ``execution`` overrides the config's execution section (backend, n_jobs,
     blas_threads, timeout, retries, address, stack); None values keep the config's.
     """
     ex, sw = config.execution, config.sweep
-    opts = dict(backend=ex.backend, n_jobs=ex.n_jobs, blas_threads=ex.blas_threads,
-                timeout=ex.timeout, retries=ex.retries, address=ex.address, stack=ex.stack)
+    opts = dict(
+        backend=ex.backend,
+        n_jobs=ex.n_jobs,
+        blas_threads=ex.blas_threads,
+        timeout=ex.timeout,
+        retries=ex.retries,
+        address=ex.address,
+        stack=ex.stack,
+    )
     opts.update({k: v for k, v in execution.items() if v is not None})
     address = opts.pop("address")
     with _scheduler(opts["backend"], address, ex.connect_timeout) as client:
         if opts["backend"] == "dask":
             opts["address"] = client
         if sw.halving is not None:
-            return _halving(config, space=space, journal=journal, resume=resume,
-                            progress=progress, **opts)
+            return _halving(
+                config, space=space, journal=journal, resume=resume, progress=progress, **opts
+            )
         return sweep(
-            MLPTrial(config.trial_base()), config.search_space() if space is None else space,
-            n_iter=sw.n_iter, seeds=sw.seeds, random_state=sw.random_state, journal=journal,
-            resume=resume, progress=progress, **opts,
+            MLPTrial(config.trial_base()),
+            config.search_space() if space is None else space,
+            n_iter=sw.n_iter,
+            seeds=sw.seeds,
+            random_state=sw.random_state,
+            journal=journal,
+            resume=resume,
+            progress=progress,
+            **opts,
         )
 
 
@@ -138,21 +153,40 @@ def _halving(config, *, space, journal, resume, progress, **opts):
 
     sw, h = config.sweep, config.sweep.halving
     out = successive_halving(
-        MLPTrial(config.trial_base()), config.search_space() if space is None else space,
-        resource=h.resource, min_resource=h.min_resource, max_resource=h.max_resource,
-        factor=h.factor, metric=h.metric, mode=h.direction, n_iter=sw.n_iter, seeds=sw.seeds,
-        random_state=sw.random_state, resume=resume, progress=progress,
-        journal_dir=None if journal is None else halving_dir(journal), **opts)
+        MLPTrial(config.trial_base()),
+        config.search_space() if space is None else space,
+        resource=h.resource,
+        min_resource=h.min_resource,
+        max_resource=h.max_resource,
+        factor=h.factor,
+        metric=h.metric,
+        mode=h.direction,
+        n_iter=sw.n_iter,
+        seeds=sw.seeds,
+        random_state=sw.random_state,
+        resume=resume,
+        progress=progress,
+        journal_dir=None if journal is None else halving_dir(journal),
+        **opts,
+    )
     rows, offset = [], 0
     for rung in out.rungs:
         rows.extend(dataclasses.replace(row, index=offset + row.index) for row in rung.result)
         offset += len(rung.result)
     last = out.rungs[-1].result
     used, full = out.budget()
-    info = {**last.info, "halving": {**h.to_yaml(), "resources": out.resources,
-                                     "budget_used": used, "budget_full": full}}
-    result = SweepResult(rows, info=info,
-                         wall_time=sum(r.result.wall_time or 0.0 for r in out.rungs))
+    info = {
+        **last.info,
+        "halving": {
+            **h.to_yaml(),
+            "resources": out.resources,
+            "budget_used": used,
+            "budget_full": full,
+        },
+    }
+    result = SweepResult(
+        rows, info=info, wall_time=sum(r.result.wall_time or 0.0 for r in out.rungs)
+    )
     result.halving = out
     return result
 
@@ -191,12 +225,15 @@ def run_experiment(config, *, run_dir=None, progress=None, argv=None, on_start=N
     check_experiment(config, run_dir=run_dir, connect=False)
     ex = config.execution
     # Connected before the folder exists: an unreachable scheduler leaves nothing.
-    with _scheduler(ex.backend, ex.address, ex.connect_timeout) as address, \
-            started_run(config, run_dir, argv=argv, keep=_has_trials) as run_dir:
+    with (
+        _scheduler(ex.backend, ex.address, ex.connect_timeout) as address,
+        started_run(config, run_dir, argv=argv, keep=_has_trials) as run_dir,
+    ):
         if on_start is not None:
             on_start(run_dir)
-        result = sweep_config(config, journal=run_dir / JOURNAL_FILE, progress=progress,
-                              address=address)
+        result = sweep_config(
+            config, journal=run_dir / JOURNAL_FILE, progress=progress, address=address
+        )
         _write_summary(result, run_dir / SUMMARY_FILE)
     return run_dir, result
 
@@ -210,7 +247,6 @@ def resume_run(run_dir, *, progress=None):
     """
     run_dir = check_run_dir(run_dir)
     config = load_config(Path(run_dir) / CONFIG_FILE)
-    result = sweep_config(config, journal=run_dir / JOURNAL_FILE, resume=True,
-                          progress=progress)
+    result = sweep_config(config, journal=run_dir / JOURNAL_FILE, resume=True, progress=progress)
     _write_summary(result, run_dir / SUMMARY_FILE)
     return config, result

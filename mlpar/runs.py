@@ -20,13 +20,26 @@ from pathlib import Path
 from .environment import environment_info
 
 __all__ = [
-    "atomic_write", "new_run_dir", "prepare_run", "check_run_dir", "check_can_create",
+    "atomic_write",
+    "new_run_dir",
+    "prepare_run",
+    "check_run_dir",
+    "check_can_create",
     "started_run",
-    "CONFIG_FILE", "ENV_FILE", "JOURNAL_FILE", "SUMMARY_FILE", "COMPARE_FILE", "REPORT_FILE",
+    "CONFIG_FILE",
+    "ENV_FILE",
+    "JOURNAL_FILE",
+    "SUMMARY_FILE",
+    "COMPARE_FILE",
+    "REPORT_FILE",
 ]
 
 CONFIG_FILE, ENV_FILE, JOURNAL_FILE, SUMMARY_FILE = (
-    "config.yaml", "environment.json", "results.jsonl", "summary.csv")
+    "config.yaml",
+    "environment.json",
+    "results.jsonl",
+    "summary.csv",
+)
 COMPARE_FILE, REPORT_FILE = "compare.json", "report.md"
 
 
@@ -110,8 +123,9 @@ def check_can_create(path):
     while not os.path.lexists(probe) and probe.parent != probe:
         probe = probe.parent
     if not probe.is_dir():
-        raise NotADirectoryError(f"cannot create the run folder {path}: {probe} is a file, "
-                                 f"not a folder")
+        raise NotADirectoryError(
+            f"cannot create the run folder {path}: {probe} is a file, not a folder"
+        )
     try:
         # A file that is never linked into the folder where the OS allows it:
         # the check itself leaves nothing behind.
@@ -119,8 +133,9 @@ def check_can_create(path):
             pass
     except OSError as exc:
         reason = (exc.strerror or str(exc)).lower()
-        raise PermissionError(f"cannot create the run folder {path}: cannot write in {probe} "
-                              f"({reason})") from None
+        raise PermissionError(
+            f"cannot create the run folder {path}: cannot write in {probe} ({reason})"
+        ) from None
 
 
 def _absent(path):

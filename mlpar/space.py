@@ -24,7 +24,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Trial", "expand_space", "grid_configurations", "trial_key", "trial_seed", "canonical_json"]
+__all__ = [
+    "Trial",
+    "expand_space",
+    "grid_configurations",
+    "trial_key",
+    "trial_seed",
+    "canonical_json",
+]
 
 # 16 hex digits = 64 bits: collisions are out of reach for any sweep size
 # (birthday bound ~4e9 trials) while keys stay short enough to read in a log.
@@ -96,9 +103,7 @@ def canonical_json(value):
     -------
     text : str
     """
-    return json.dumps(
-        _jsonable(value, where="value"), sort_keys=True, separators=(",", ":")
-    )
+    return json.dumps(_jsonable(value, where="value"), sort_keys=True, separators=(",", ":"))
 
 
 def trial_key(params, repeat=0):

@@ -34,19 +34,37 @@ def _model_options(settings):
     """The engine's options for a trial: the same for fit_mlp and the estimators."""
     m, t = settings.model, settings.train
     return dict(
-        hidden_layer_sizes=tuple(m.hidden), activation=m.activation, alpha=m.alpha,
-        dtype=m.dtype, solver=t.optimizer, learning_rate_init=t.lr, batch_size=t.batch_size,
-        max_iter=t.epochs, momentum=t.momentum, nesterovs_momentum=t.nesterov,
-        beta_1=t.beta1, beta_2=t.beta2, epsilon=t.epsilon, early_stopping=t.early_stopping,
-        n_iter_no_change=t.patience, tol=t.tol,
+        hidden_layer_sizes=tuple(m.hidden),
+        activation=m.activation,
+        alpha=m.alpha,
+        dtype=m.dtype,
+        solver=t.optimizer,
+        learning_rate_init=t.lr,
+        batch_size=t.batch_size,
+        max_iter=t.epochs,
+        momentum=t.momentum,
+        nesterovs_momentum=t.nesterov,
+        beta_1=t.beta1,
+        beta_2=t.beta2,
+        epsilon=t.epsilon,
+        early_stopping=t.early_stopping,
+        n_iter_no_change=t.patience,
+        tol=t.tol,
     )
 
 
 def _split_options(settings):
     d = settings.data
-    return dict(n_samples=d.n_samples, n_features=d.n_features, n_classes=d.n_classes,
-                noise=d.noise, val_fraction=d.val_fraction, test_fraction=d.test_fraction,
-                random_state=SPLIT_SEED, dtype=settings.model.dtype)
+    return dict(
+        n_samples=d.n_samples,
+        n_features=d.n_features,
+        n_classes=d.n_classes,
+        noise=d.noise,
+        val_fraction=d.val_fraction,
+        test_fraction=d.test_fraction,
+        random_state=SPLIT_SEED,
+        dtype=settings.model.dtype,
+    )
 
 
 def build_estimator(settings, *, random_state, max_time=None, instrument=False):
@@ -59,8 +77,12 @@ def build_estimator(settings, *, random_state, max_time=None, instrument=False):
 
     task = DATASETS[settings.data.dataset][0]
     cls = MLPClassifier if task == "classification" else MLPRegressor
-    est = cls(**_model_options(settings), random_state=random_state, max_time=max_time,
-              instrument=instrument)
+    est = cls(
+        **_model_options(settings),
+        random_state=random_state,
+        max_time=max_time,
+        instrument=instrument,
+    )
     # A trial trains for a fixed budget on purpose and reports stop_reason;
     # "max_iter reached" is not worth a ConvergenceWarning per trial.
     est._warn_max_iter = False
@@ -82,8 +104,7 @@ def prepare_data(params_list):
         except (TypeError, ValueError):
             continue  # the trial itself fails with this message, as a row
         options = _split_options(settings)
-        specs[(settings.data.dataset, *sorted(options.items()))] = (settings.data.dataset,
-                                                                    options)
+        specs[(settings.data.dataset, *sorted(options.items()))] = (settings.data.dataset, options)
     for name, options in specs.values():
         try:
             prepare_splits(name, **options)
@@ -126,14 +147,20 @@ def train_mlp(params, seed, *, instrument=False):
     # A promoted halving trial continues from the previous rung's weights.
     init, done = _load_checkpoint(previous_checkpoint_path(), options)
     options["max_iter"] -= done
-    model = fit_mlp(splits.X_train, splits.y_train, task=splits.task,
-                    **options, random_state=int(seed),
-                    max_time=_time_left(), instrument=instrument, warn_max_iter=False,
-                    init=init)
+    model = fit_mlp(
+        splits.X_train,
+        splits.y_train,
+        task=splits.task,
+        **options,
+        random_state=int(seed),
+        max_time=_time_left(),
+        instrument=instrument,
+        warn_max_iter=False,
+        init=init,
+    )
     _save_checkpoint(checkpoint_path(), model, done + model.n_iter)
     t2 = time.perf_counter()
-    metrics = _metrics(model, splits, data_time=t1 - t0, fit_time=t2 - t1,
-                       instrument=instrument)
+    metrics = _metrics(model, splits, data_time=t1 - t0, fit_time=t2 - t1, instrument=instrument)
     if checkpoint_path() is not None:  # a halving rung: what this rung itself trained
         metrics["epochs_trained"] = int(model.n_iter)
     if done:
@@ -156,8 +183,11 @@ def _load_checkpoint(path, options):
         coefs = [ckpt[f"coef_{i}"] for i in range(n)]
         intercepts = [ckpt[f"intercept_{i}"] for i in range(n)]
     widths = [w.shape[1] for w in coefs[:-1]]
-    if (done >= options["max_iter"] or widths != list(options["hidden_layer_sizes"])
-            or coefs[0].dtype != np.dtype(options["dtype"])):
+    if (
+        done >= options["max_iter"]
+        or widths != list(options["hidden_layer_sizes"])
+        or coefs[0].dtype != np.dtype(options["dtype"])
+    ):
         return None, 0
     return (coefs, intercepts), done
 
@@ -228,8 +258,16 @@ def stack_key(params):
     m, t = settings.model, settings.train
     if t.early_stopping:
         return None
-    return (settings.data.dataset, tuple(sorted(_split_options(settings).items())),
-            tuple(m.hidden), m.activation, m.dtype, t.optimizer, t.batch_size, t.epochs)
+    return (
+        settings.data.dataset,
+        tuple(sorted(_split_options(settings).items())),
+        tuple(m.hidden),
+        m.activation,
+        m.dtype,
+        t.optimizer,
+        t.batch_size,
+        t.epochs,
+    )
 
 
 def run_stack(batch, *, kernel="auto"):
@@ -245,22 +283,49 @@ def run_stack(batch, *, kernel="auto"):
     first = settings[0]
     splits = load_splits(first.data.dataset, **_split_options(first))
     t1 = time.perf_counter()
-    members = [StackMember(random_state=int(seed), learning_rate_init=s.train.lr,
-                           alpha=s.model.alpha, momentum=s.train.momentum,
-                           nesterovs_momentum=s.train.nesterov, beta_1=s.train.beta1,
-                           beta_2=s.train.beta2, epsilon=s.train.epsilon, tol=s.train.tol,
-                           n_iter_no_change=s.train.patience)
-               for s, (_, seed) in zip(settings, batch)]
+    members = [
+        StackMember(
+            random_state=int(seed),
+            learning_rate_init=s.train.lr,
+            alpha=s.model.alpha,
+            momentum=s.train.momentum,
+            nesterovs_momentum=s.train.nesterov,
+            beta_1=s.train.beta1,
+            beta_2=s.train.beta2,
+            epsilon=s.train.epsilon,
+            tol=s.train.tol,
+            n_iter_no_change=s.train.patience,
+        )
+        for s, (_, seed) in zip(settings, batch)
+    ]
     options = _model_options(first)
-    for name in ("alpha", "learning_rate_init", "momentum", "nesterovs_momentum", "beta_1",
-                 "beta_2", "epsilon", "early_stopping", "tol", "n_iter_no_change"):
+    for name in (
+        "alpha",
+        "learning_rate_init",
+        "momentum",
+        "nesterovs_momentum",
+        "beta_1",
+        "beta_2",
+        "epsilon",
+        "early_stopping",
+        "tol",
+        "n_iter_no_change",
+    ):
         options.pop(name)
-    models = fit_mlp_stack(splits.X_train, splits.y_train, members, task=splits.task,
-                           max_time=_time_left(), kernel=kernel, **options)
+    models = fit_mlp_stack(
+        splits.X_train,
+        splits.y_train,
+        members,
+        task=splits.task,
+        max_time=_time_left(),
+        kernel=kernel,
+        **options,
+    )
     t2 = time.perf_counter()
     k = len(batch)
-    return [_metrics(model, splits, data_time=(t1 - t0) / k, fit_time=(t2 - t1) / k)
-            for model in models]
+    return [
+        _metrics(model, splits, data_time=(t1 - t0) / k, fit_time=(t2 - t1) / k) for model in models
+    ]
 
 
 def auto_stack(params_list, *, max_stack=16, probe_epochs=2, margin=1.03):

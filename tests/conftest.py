@@ -46,8 +46,12 @@ def dask_address():
 
     with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
         cluster = distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address="127.0.0.1:0", scheduler_kwargs={"allowed_failures": 0},
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            scheduler_kwargs={"allowed_failures": 0},
             silence_logs=logging.CRITICAL,
         )
     with cluster:

@@ -114,10 +114,19 @@ def test_effective_n_jobs(n_jobs, expected):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"backend": "threads", "n_jobs": 0}, "n_jobs must be a positive integer, -1 for all cores, or None, got 0"),
+        (
+            {"backend": "threads", "n_jobs": 0},
+            "n_jobs must be a positive integer, -1 for all cores, or None, got 0",
+        ),
         ({"backend": "processes", "n_jobs": 1.5}, "n_jobs must be a positive integer"),
-        ({"backend": "serial", "n_jobs": 2}, "backend 'serial' runs one trial at a time; n_jobs must be 1 or None, got 2"),
-        ({"backend": "threads", "address": "tcp://127.0.0.1:1"}, "address='tcp://127.0.0.1:1' is only used by backend='dask'"),
+        (
+            {"backend": "serial", "n_jobs": 2},
+            "backend 'serial' runs one trial at a time; n_jobs must be 1 or None, got 2",
+        ),
+        (
+            {"backend": "threads", "address": "tcp://127.0.0.1:1"},
+            "address='tcp://127.0.0.1:1' is only used by backend='dask'",
+        ),
     ],
 )
 def test_backend_option_errors(kwargs, message):
@@ -127,7 +136,10 @@ def test_backend_option_errors(kwargs, message):
 
 def test_default_n_jobs():
     assert sweep(lstsq_trial, {"n": [8], "lr": [0.01]})[0].n_jobs == 1
-    assert sweep(lstsq_trial, {"n": [8], "lr": [0.01]}, backend="threads")[0].n_jobs == joblib.cpu_count()
+    assert (
+        sweep(lstsq_trial, {"n": [8], "lr": [0.01]}, backend="threads")[0].n_jobs
+        == joblib.cpu_count()
+    )
 
 
 # ------------------------------------------------------ every backend vs serial
@@ -182,8 +194,11 @@ def worker_report(params, seed):
         print(params["say"], flush=True)
     blas = {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
     return {
-        "blas": sorted(blas), "env": sorted({os.environ.get(v) for v in _THREAD_ENV_VARS}),
-        "pid": os.getpid(), "ppid": os.getppid(), "imported_in": IMPORTED_IN,
+        "blas": sorted(blas),
+        "env": sorted({os.environ.get(v) for v in _THREAD_ENV_VARS}),
+        "pid": os.getpid(),
+        "ppid": os.getppid(),
+        "imported_in": IMPORTED_IN,
     }
 
 
@@ -297,7 +312,9 @@ def lstsq_and_sockets(params, seed):
 def test_dask_own_cluster_is_loopback_only_and_closed(request):
     pytest.importorskip("distributed", reason="the dask extra is not installed")
     expected = comparable(run(request, "serial", blas_threads=1))
-    result = sweep(lstsq_and_sockets, SPACE, backend="dask", n_jobs=2, blas_threads=1, progress=False)
+    result = sweep(
+        lstsq_and_sockets, SPACE, backend="dask", n_jobs=2, blas_threads=1, progress=False
+    )
     assert comparable(result) == expected
     assert {r.blas_threads_seen for r in result} == {1}
     listening = result[0].metrics["listening"]
@@ -308,4 +325,6 @@ def test_dask_own_cluster_is_loopback_only_and_closed(request):
     # The cluster is closed afterwards: its worker processes are gone.
     time.sleep(0.5)
     for pid in {r.metrics["pid"] for r in result}:
-        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+        assert (
+            not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+        )

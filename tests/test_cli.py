@@ -95,11 +95,11 @@ def test_run_writes_a_complete_run_folder(tiny, tmp_path, capsys):
         assert len(list(csv.DictReader(f))) >= 1
 
     # The run can be repeated from its folder alone, and gives the same metrics.
-    rc = main(["run", str(run_dir / "config.yaml"), "--run-dir", str(tmp_path / "again"),
-               "--no-progress"])
+    rc = main(
+        ["run", str(run_dir / "config.yaml"), "--run-dir", str(tmp_path / "again"), "--no-progress"]
+    )
     assert rc == 0
-    again = [json.loads(x) for x in (tmp_path / "again" / "results.jsonl").read_text()
-             .splitlines()]
+    again = [json.loads(x) for x in (tmp_path / "again" / "results.jsonl").read_text().splitlines()]
     by_key = {t["key"]: t["metrics"]["val_score"] for t in trials}
     assert {t["key"]: t["metrics"]["val_score"] for t in again if "status" in t} == by_key
 
@@ -122,7 +122,8 @@ def test_resume_finishes_a_partial_journal(tiny, tmp_path, capsys):
     rows = [json.loads(x) for x in journal.read_text().splitlines() if x.strip()]
     trials = [r for r in rows if "status" in r]
     assert sorted(t["key"] for t in trials) == sorted(
-        json.loads(x)["key"] for x in full if "status" in json.loads(x))
+        json.loads(x)["key"] for x in full if "status" in json.loads(x)
+    )
     assert len({t["key"] for t in trials}) == len(trials) == 4
 
 
@@ -132,17 +133,28 @@ def test_resume_of_a_non_run_folder_is_one_line(tmp_path, capsys):
 
 
 def test_compare_prints_speedups_and_writes_report(tiny, tmp_path, capsys):
-    rc = main(["compare", str(tiny), "--repeats", "1", "--run-dir", str(tmp_path / "cmp"),
-               "--no-progress"])
+    rc = main(
+        [
+            "compare",
+            str(tiny),
+            "--repeats",
+            "1",
+            "--run-dir",
+            str(tmp_path / "cmp"),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "speedup" in out and "threads x2 blas1" in out and "p = " in out
     # Not a terminal (as under a pipe or nohup): one line per finished run, with
     # the time so far and an ETA, the last one without.
-    runs = re.findall(r"repeat 1: .* ok\)  \[(\d+)/(\d+) runs, \d+ s elapsed(, ETA \d+ s)?\]$",
-                      out, re.M)
+    runs = re.findall(
+        r"repeat 1: .* ok\)  \[(\d+)/(\d+) runs, \d+ s elapsed(, ETA \d+ s)?\]$", out, re.M
+    )
     assert len(runs) == int(runs[0][1]) >= 3 and [int(r[0]) for r in runs] == list(
-        range(1, len(runs) + 1))
+        range(1, len(runs) + 1)
+    )
     assert all(r[2] for r in runs[:-1]) and not runs[-1][2]
     doc = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     labels = {r["label"] for r in doc["groups"][0]["summary"]}
@@ -161,12 +173,21 @@ def test_advise_recommends_a_valid_setting(tiny, capsys):
 def test_installed_console_script_runs(tiny):
     exe = Path(sys.executable).with_name("mlpar")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "mlpar"]
-    proc = subprocess.run([*cmd, "validate", str(tiny)], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    proc = subprocess.run(
+        [*cmd, "validate", str(tiny)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "ok (grid, 4 trials" in proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "mlpar", "validate", "/nonexistent.yaml"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlpar", "validate", "/nonexistent.yaml"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
@@ -193,8 +214,9 @@ def _backends():
 
 @pytest.mark.parametrize("backend", _backends())
 @pytest.mark.parametrize("config", SHIPPED, ids=lambda p: p.stem)
-def test_every_backend_overrides_every_shipped_config(config, backend, tmp_path, monkeypatch,
-                                                      capsys):
+def test_every_backend_overrides_every_shipped_config(
+    config, backend, tmp_path, monkeypatch, capsys
+):
     if backend == "dask":
         pytest.importorskip("distributed", reason="the dask extra is not installed")
     monkeypatch.chdir(tmp_path)  # output.folder "runs" is relative: checked, never created
@@ -206,7 +228,8 @@ def test_every_backend_overrides_every_shipped_config(config, backend, tmp_path,
         assert err.splitlines() == [
             f"mlpar: note: execution.n_jobs {file_n_jobs} from {config} replaced by 1: backend "
             f"serial, set by an override, runs one trial at a time; override execution.n_jobs "
-            f"too to choose"]
+            f"too to choose"
+        ]
     else:
         assert err == ""
     assert not (tmp_path / "runs").exists()
@@ -217,8 +240,10 @@ def test_backend_serial_on_the_command_line_runs_serially(tiny, tmp_path, capsys
     assert main(["run", str(tiny), "--backend", "serial", "--set", "train.epochs=1"]) == 0
     err = capsys.readouterr().err
     assert f"mlpar: note: execution.n_jobs 2 from {tiny} replaced by 1" in err
-    rows = [json.loads(x) for x in (_only_run_dir(tmp_path) / "results.jsonl").read_text()
-            .splitlines()[1:]]
+    rows = [
+        json.loads(x)
+        for x in (_only_run_dir(tmp_path) / "results.jsonl").read_text().splitlines()[1:]
+    ]
     assert {(r["backend"], r["n_jobs"]) for r in rows} == {("serial", 1)}
 
 
@@ -229,34 +254,53 @@ def _error_cases(tmp_path, tiny):
     (taken / "results.jsonl").write_text('{"type": "header"}\n')
     dup = tmp_path / "dup.yaml"
     dup.write_text(tiny.read_text() + "name: again\n")
-    serial = ("execution.n_jobs must be 1 or null for backend serial, which runs one trial at a "
-              "time, got 2 (int); choose backend threads or processes to run trials in parallel")
+    serial = (
+        "execution.n_jobs must be 1 or null for backend serial, which runs one trial at a "
+        "time, got 2 (int); choose backend threads or processes to run trials in parallel"
+    )
     return {
         "typed_serial_n_jobs": (["--backend", "serial", "--n-jobs", "2"], f"--n-jobs: {serial}"),
-        "set_serial_n_jobs": (["--set", "execution.backend=serial", "--set",
-                               "execution.n_jobs=2"], f"--set execution.n_jobs: {serial}"),
-        "output_under_a_file": (["--set", f"output.folder={tmp_path / 'a_file'}"],
-                                f"mlpar: cannot create the run folder {tmp_path / 'a_file'}/tiny: "
-                                f"{tmp_path / 'a_file'} is a file, not a folder"),
-        "run_dir_is_a_file": (["--run-dir", str(tmp_path / "a_file")],
-                              f"mlpar: cannot create the run folder {tmp_path / 'a_file'}: "
-                              f"{tmp_path / 'a_file'} is a file, not a folder"),
-        "run_dir_holds_a_run": (["--run-dir", str(taken)],
-                                f"mlpar: {taken} already holds a run (results.jsonl); finish it "
-                                f"with mlpar resume {taken}, or choose another run folder"),
-        "duplicate_key": ([], f"{dup}: line 10: duplicate key name (first at line 1); each key "
-                              f"may appear only once"),
+        "set_serial_n_jobs": (
+            ["--set", "execution.backend=serial", "--set", "execution.n_jobs=2"],
+            f"--set execution.n_jobs: {serial}",
+        ),
+        "output_under_a_file": (
+            ["--set", f"output.folder={tmp_path / 'a_file'}"],
+            f"mlpar: cannot create the run folder {tmp_path / 'a_file'}/tiny: "
+            f"{tmp_path / 'a_file'} is a file, not a folder",
+        ),
+        "run_dir_is_a_file": (
+            ["--run-dir", str(tmp_path / "a_file")],
+            f"mlpar: cannot create the run folder {tmp_path / 'a_file'}: "
+            f"{tmp_path / 'a_file'} is a file, not a folder",
+        ),
+        "run_dir_holds_a_run": (
+            ["--run-dir", str(taken)],
+            f"mlpar: {taken} already holds a run (results.jsonl); finish it "
+            f"with mlpar resume {taken}, or choose another run folder",
+        ),
+        "duplicate_key": (
+            [],
+            f"{dup}: line 10: duplicate key name (first at line 1); each key may appear only once",
+        ),
     }
 
 
-ERROR_CASES = ["typed_serial_n_jobs", "set_serial_n_jobs", "output_under_a_file",
-               "run_dir_is_a_file", "run_dir_holds_a_run", "duplicate_key"]
+ERROR_CASES = [
+    "typed_serial_n_jobs",
+    "set_serial_n_jobs",
+    "output_under_a_file",
+    "run_dir_is_a_file",
+    "run_dir_holds_a_run",
+    "duplicate_key",
+]
 
 
 @pytest.mark.parametrize("case", ERROR_CASES)
 @pytest.mark.parametrize("command", ["run", "validate"])
 def test_what_can_be_checked_before_a_trial_fails_first_and_leaves_nothing(
-        case, command, tiny, tmp_path, capsys):
+    case, command, tiny, tmp_path, capsys
+):
     flags, expected = _error_cases(tmp_path, tiny)[case]
     if command == "validate" and "--run-dir" in flags:
         pytest.skip("validate has no --run-dir")
@@ -267,20 +311,32 @@ def test_what_can_be_checked_before_a_trial_fails_first_and_leaves_nothing(
     assert not (tmp_path / "runs").exists()
 
 
-def test_unreachable_dask_scheduler_is_one_line_within_the_connect_timeout(tiny, tmp_path,
-                                                                           capsys):
+def test_unreachable_dask_scheduler_is_one_line_within_the_connect_timeout(tiny, tmp_path, capsys):
     pytest.importorskip("distributed", reason="the dask extra is not installed")
     import time
 
     t0 = time.monotonic()
-    assert main(["run", str(tiny), "--backend", "dask", "--set",
-                 "execution.address=tcp://127.0.0.1:9", "--set",
-                 "execution.connect_timeout=1"]) == 2
+    assert (
+        main(
+            [
+                "run",
+                str(tiny),
+                "--backend",
+                "dask",
+                "--set",
+                "execution.address=tcp://127.0.0.1:9",
+                "--set",
+                "execution.connect_timeout=1",
+            ]
+        )
+        == 2
+    )
     assert time.monotonic() - t0 < 10
     assert capsys.readouterr().err.splitlines() == [
         "mlpar: cannot reach the Dask scheduler at tcp://127.0.0.1:9 within 1 s; check "
         "execution.address, start a scheduler there (dask scheduler), or raise "
-        "execution.connect_timeout"]
+        "execution.connect_timeout"
+    ]
     assert not (tmp_path / "runs").exists()
 
 
@@ -296,19 +352,24 @@ def _failing_sweep(exc, *, after_trials):
         else:
             Path(journal).write_text('{"type": "header", "version": 2}\n')
         raise exc
+
     return sweep_config
 
 
-@pytest.mark.parametrize("exc, rc", [(ValueError("the backend did not start"), 2),
-                                     (KeyboardInterrupt(), 130)])
-def test_a_run_that_fails_before_its_first_trial_leaves_no_folder(exc, rc, tiny, tmp_path,
-                                                                  monkeypatch, capsys):
+@pytest.mark.parametrize(
+    "exc, rc", [(ValueError("the backend did not start"), 2), (KeyboardInterrupt(), 130)]
+)
+def test_a_run_that_fails_before_its_first_trial_leaves_no_folder(
+    exc, rc, tiny, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setattr("mlpar.experiment.sweep_config", _failing_sweep(exc, after_trials=False))
     assert main(["run", str(tiny)]) == rc
     assert not (tmp_path / "runs").exists()
     err = capsys.readouterr().err
-    assert ("interrupted before any trial finished: nothing to resume, and no run folder was "
-            "kept" in err) == (rc == 130)
+    assert (
+        "interrupted before any trial finished: nothing to resume, and no run folder was "
+        "kept" in err
+    ) == (rc == 130)
     # A --run-dir that existed keeps what it held, and only that.
     kept = tmp_path / "mine"
     kept.mkdir()
@@ -318,8 +379,9 @@ def test_a_run_that_fails_before_its_first_trial_leaves_no_folder(exc, rc, tiny,
 
 
 def test_once_trials_have_run_the_folder_stays_resumable(tiny, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("mlpar.experiment.sweep_config",
-                        _failing_sweep(KeyboardInterrupt(), after_trials=True))
+    monkeypatch.setattr(
+        "mlpar.experiment.sweep_config", _failing_sweep(KeyboardInterrupt(), after_trials=True)
+    )
     assert main(["run", str(tiny), "--set", "train.epochs=1"]) == 130
     run_dir = _only_run_dir(tmp_path)
     assert f"finish the run with: mlpar resume {run_dir}" in capsys.readouterr().err
@@ -338,21 +400,31 @@ def test_run_prints_progress_lines_when_stderr_is_not_a_terminal(tiny, capsys):
 
 
 def test_run_under_a_pipe_shows_progress(tiny):
-    proc = subprocess.run([sys.executable, "-m", "mlpar", "run", str(tiny), "--set",
-                           "train.epochs=1"], capture_output=True, text=True, timeout=300,
-                          stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlpar", "run", str(tiny), "--set", "train.epochs=1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"^sweep: 4/4 trials, \d+ s elapsed$", proc.stderr, re.M), proc.stderr
     assert "Traceback" not in proc.stderr
 
 
-def test_a_run_with_diverged_trials_is_strict_json_through_resume_and_report(tiny, tmp_path,
-                                                                            capsys):
+def test_a_run_with_diverged_trials_is_strict_json_through_resume_and_report(
+    tiny, tmp_path, capsys
+):
     def refuse(token):
         raise ValueError(f"not strict JSON: {token}")
 
-    over = ["--set", "train.optimizer=sgd", "--set", "sweep.params={lr: [0.001, 1.0e+9]}",
-            "--quiet"]
+    over = [
+        "--set",
+        "train.optimizer=sgd",
+        "--set",
+        "sweep.params={lr: [0.001, 1.0e+9]}",
+        "--quiet",
+    ]
     assert main(["run", str(tiny), *over]) == 0
     run_dir = _only_run_dir(tmp_path)
     journal = run_dir / "results.jsonl"

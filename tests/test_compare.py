@@ -4,8 +4,8 @@ import pytest
 
 from mlpar.analysis.advice import option_setting, predict_options, trial_time_estimates
 from mlpar.analysis.compare import CompareSetting, compare_settings, split_groups
-from mlpar.analysis.summary import group_table, summarize
 from mlpar.analysis.gilmodel import Calibration
+from mlpar.analysis.summary import group_table, summarize
 
 
 def test_settings_share_one_thread_budget():
@@ -15,8 +15,9 @@ def test_settings_share_one_thread_budget():
     assert "threads x4 blas1" in labels and "processes x2 blas1" in labels
     assert all(x.blas_threads == 1 for x in s if x.backend != "serial")
     assert len(labels) == len(set(labels))  # -1 == 4 cores is not run twice
-    assert compare_settings(["threads"], [2], cores=2, blas_axis=False)[0].label == \
-        "serial x1 blas1"
+    assert (
+        compare_settings(["threads"], [2], cores=2, blas_axis=False)[0].label == "serial x1 blas1"
+    )
 
 
 def test_split_groups_by_swept_values():
@@ -31,9 +32,18 @@ def test_split_groups_by_swept_values():
 
 
 def _run(backend, n_jobs, repeat, wall, trial_wall, workers):
-    return {"backend": backend, "n_jobs": n_jobs, "blas_threads": 1, "repeat": repeat,
-            "wall_time": wall, "n_trials": len(trial_wall), "n_ok": len(trial_wall),
-            "trial_wall": trial_wall, "trial_cpu": trial_wall, "workers": workers}
+    return {
+        "backend": backend,
+        "n_jobs": n_jobs,
+        "blas_threads": 1,
+        "repeat": repeat,
+        "wall_time": wall,
+        "n_trials": len(trial_wall),
+        "n_ok": len(trial_wall),
+        "trial_wall": trial_wall,
+        "trial_cpu": trial_wall,
+        "workers": workers,
+    }
 
 
 def test_summarize_pairs_repeats_and_measures_overheads():
@@ -55,8 +65,14 @@ def test_summarize_pairs_repeats_and_measures_overheads():
 
 
 def _cal(p=0.9, releases=1000.0, handoff=2e-6):
-    return Calibration(p=p, p_gemm=p * 0.8, releases_per_s=releases, handoff_s=handoff,
-                       epoch_time=0.1, overhead_time=0.01)
+    return Calibration(
+        p=p,
+        p_gemm=p * 0.8,
+        releases_per_s=releases,
+        handoff_s=handoff,
+        epoch_time=0.1,
+        overhead_time=0.01,
+    )
 
 
 def test_advice_prefers_processes_for_long_python_bound_trials():
@@ -66,8 +82,9 @@ def test_advice_prefers_processes_for_long_python_bound_trials():
 
 
 def test_advice_prefers_threads_for_blas_bound_short_sweeps():
-    opts = predict_options(_cal(p=0.98, releases=100.0), cores=2, trial_times=[0.3] * 4,
-                           startup_s=1.2)
+    opts = predict_options(
+        _cal(p=0.98, releases=100.0), cores=2, trial_times=[0.3] * 4, startup_s=1.2
+    )
     assert max(opts, key=opts.get) == "threads, n_jobs=2"
     assert opts["processes, n_jobs=2"] < 1.0  # start-up outweighs 1.2 s of work
 
@@ -88,25 +105,49 @@ def test_trial_time_estimates_scale_with_size_and_epochs():
     cal = _cal()
     probe = {"hidden": [256], "epochs": 10}
     small, same, longer = trial_time_estimates(
-        cal, [{"hidden": [16], "epochs": 10}, probe, {"hidden": [256], "epochs": 20}], probe)
+        cal, [{"hidden": [16], "epochs": 10}, probe, {"hidden": [256], "epochs": 20}], probe
+    )
     assert same == pytest.approx(0.01 + 0.1 * 10)
     assert longer == pytest.approx(0.01 + 0.1 * 20)
     assert small < same / 5
 
 
 def test_group_table_reports_prediction_error_and_advice():
-    doc = {"cores": 2, "groups": [{
-        "group": {"units": 8},
-        "calibration": {"p": 0.5, "p_check": 0.45},
-        "advice": {"setting": ["serial", 1, 1]},
-        "summary": [
-            {"backend": "serial", "n_jobs": 1, "blas_threads": 1, "label": "serial x1 blas1",
-             "speedup": 1.0},
-            {"backend": "threads", "n_jobs": 2, "blas_threads": 1, "label": "threads x2 blas1",
-             "speedup": 0.6, "predicted": 0.54, "amdahl": 1.33},
-            {"backend": "processes", "n_jobs": 2, "blas_threads": 1,
-             "label": "processes x2 blas1", "speedup": 0.9},
-        ]}]}
+    doc = {
+        "cores": 2,
+        "groups": [
+            {
+                "group": {"units": 8},
+                "calibration": {"p": 0.5, "p_check": 0.45},
+                "advice": {"setting": ["serial", 1, 1]},
+                "summary": [
+                    {
+                        "backend": "serial",
+                        "n_jobs": 1,
+                        "blas_threads": 1,
+                        "label": "serial x1 blas1",
+                        "speedup": 1.0,
+                    },
+                    {
+                        "backend": "threads",
+                        "n_jobs": 2,
+                        "blas_threads": 1,
+                        "label": "threads x2 blas1",
+                        "speedup": 0.6,
+                        "predicted": 0.54,
+                        "amdahl": 1.33,
+                    },
+                    {
+                        "backend": "processes",
+                        "n_jobs": 2,
+                        "blas_threads": 1,
+                        "label": "processes x2 blas1",
+                        "speedup": 0.9,
+                    },
+                ],
+            }
+        ],
+    }
     (row,) = group_table(doc)
     assert row["group"] == "units=8" and row["threads"] == 0.6
     assert row["error"] == pytest.approx(-0.1)

@@ -40,11 +40,13 @@ def test_classification_split_is_stratified():
 def test_generators_take_size_parameters_and_seed():
     ds = load_dataset("classification", n_samples=300, n_features=10, n_classes=3, random_state=5)
     assert ds.X.shape == (300, 10) and set(np.unique(ds.y)) == {0, 1, 2}
-    again = load_dataset("classification", n_samples=300, n_features=10, n_classes=3,
-                         random_state=5)
+    again = load_dataset(
+        "classification", n_samples=300, n_features=10, n_classes=3, random_state=5
+    )
     np.testing.assert_array_equal(ds.X, again.X)
-    other = load_dataset("classification", n_samples=300, n_features=10, n_classes=3,
-                         random_state=6)
+    other = load_dataset(
+        "classification", n_samples=300, n_features=10, n_classes=3, random_state=6
+    )
     assert not np.array_equal(ds.X, other.X)
     assert load_dataset("moons", n_samples=50, noise=0.1).X.shape == (50, 2)
     assert load_dataset("regression", n_samples=40, n_features=3).task == "regression"
@@ -64,18 +66,33 @@ def test_cached_arrays_are_read_only():
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: load_dataset("mnist"), ("unknown dataset 'mnist'; available: breast_cancer, "
-         "classification, diabetes, digits, iris, moons, regression, wine")),
-        (lambda: load_dataset("digits", n_samples=10),
-         "dataset 'digits' does not take n_samples; it accepts no size parameters"),
-        (lambda: load_dataset("moons", n_classes=3),
-         "dataset 'moons' does not take n_classes; it accepts n_samples, noise"),
-        (lambda: make_splits(load_dataset("iris"), val_fraction=0.0),
-         "val_fraction must be in (0, 1), got 0.0"),
-        (lambda: make_splits(load_dataset("iris"), val_fraction=0.5, test_fraction=0.5),
-         "val_fraction + test_fraction must be below 1, got 1.0"),
-        (lambda: load_dataset("classification", n_features=2, n_classes=10),
-         "dataset 'classification' with n_classes=10 needs n_features >= 5, got 2"),
+        (
+            lambda: load_dataset("mnist"),
+            (
+                "unknown dataset 'mnist'; available: breast_cancer, "
+                "classification, diabetes, digits, iris, moons, regression, wine"
+            ),
+        ),
+        (
+            lambda: load_dataset("digits", n_samples=10),
+            "dataset 'digits' does not take n_samples; it accepts no size parameters",
+        ),
+        (
+            lambda: load_dataset("moons", n_classes=3),
+            "dataset 'moons' does not take n_classes; it accepts n_samples, noise",
+        ),
+        (
+            lambda: make_splits(load_dataset("iris"), val_fraction=0.0),
+            "val_fraction must be in (0, 1), got 0.0",
+        ),
+        (
+            lambda: make_splits(load_dataset("iris"), val_fraction=0.5, test_fraction=0.5),
+            "val_fraction + test_fraction must be below 1, got 1.0",
+        ),
+        (
+            lambda: load_dataset("classification", n_features=2, n_classes=10),
+            "dataset 'classification' with n_classes=10 needs n_features >= 5, got 2",
+        ),
     ],
 )
 def test_bad_input_errors(call, message):

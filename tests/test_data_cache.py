@@ -52,8 +52,15 @@ def assert_same_splits(got, want):
 
 def run_python(code, **kwargs):
     # A fresh interpreter that inherits MLPAR_CACHE through os.environ.
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          check=False, text=True, timeout=120, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=120,
+        **kwargs,
+    )
 
 
 CASES = [
@@ -68,9 +75,13 @@ CASES = [
 @pytest.mark.parametrize("name, params, split", CASES, ids=[c[0] for c in CASES])
 def test_cached_splits_are_bit_identical_to_make_splits(name, params, split, dtype):
     rs = split.get("random_state", 0)
-    want = make_splits(load_dataset(name, **params, random_state=rs), dtype=dtype,
-                       val_fraction=split.get("val_fraction", 0.2),
-                       test_fraction=split.get("test_fraction", 0.2), random_state=rs)
+    want = make_splits(
+        load_dataset(name, **params, random_state=rs),
+        dtype=dtype,
+        val_fraction=split.get("val_fraction", 0.2),
+        test_fraction=split.get("test_fraction", 0.2),
+        random_state=rs,
+    )
     built = load_splits(name, **params, **split, dtype=dtype)  # a miss: builds the entry
     assert_same_splits(built, want)
     data._memo.clear()
@@ -96,7 +107,8 @@ def test_entry_layout_and_meta(cache):
     entry = only_entry(cache)
     assert re.fullmatch(r"wine-[0-9a-f]{64}", entry.name)
     assert sorted(p.name for p in entry.iterdir()) == sorted(
-        [f"{p}.npy" for p in PARTS] + ["meta.json"])
+        [f"{p}.npy" for p in PARTS] + ["meta.json"]
+    )
     meta = json.loads((entry / "meta.json").read_text())
     assert meta["task"] == "classification"
     assert meta["request"]["dataset"] == "wine" and meta["request"]["random_state"] == 2
@@ -140,15 +152,21 @@ def truncate(path):
 
 DAMAGE = [
     # (what is done to the entry, the function that meets it, the warning names)
-    (lambda e: flip_bytes(e / "X_train.npy"), prepare_splits,
-     "X_train.npy does not match its sha256 in meta.json"),
+    (
+        lambda e: flip_bytes(e / "X_train.npy"),
+        prepare_splits,
+        "X_train.npy does not match its sha256 in meta.json",
+    ),
     (lambda e: truncate(e / "y_test.npy"), load_splits, "y_test.npy has "),
     (lambda e: truncate(e / "X_val.npy"), prepare_splits, "X_val.npy has "),
     (lambda e: (e / "meta.json").write_text("{not json"), load_splits, "meta.json is unreadable"),
     (lambda e: (e / "meta.json").unlink(), load_splits, "meta.json is missing"),
     (lambda e: (e / "y_val.npy").unlink(), load_splits, "y_val.npy is missing"),
-    (lambda e: (e / "X_test.npy").write_bytes(b"\0" * (e / "X_test.npy").stat().st_size),
-     load_splits, "X_test.npy does not load"),
+    (
+        lambda e: (e / "X_test.npy").write_bytes(b"\0" * (e / "X_test.npy").stat().st_size),
+        load_splits,
+        "X_test.npy does not load",
+    ),
 ]
 
 
@@ -233,8 +251,16 @@ def test_two_processes_filling_the_cache_at_once_leave_one_valid_entry(cache, tm
         "s = d.prepare_splits('classification', n_samples=20000, n_features=40)\n"
         "print(hashlib.sha256(s.X_train.tobytes() + s.y_test.tobytes()).hexdigest())\n"
     )
-    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
     time.sleep(0.5)
     go.touch()
     outs = [p.communicate(timeout=120) for p in procs]
@@ -303,8 +329,13 @@ def test_cache_dir_follows_MLPAR_CACHE_else_home(cache, tmp_path, monkeypatch):
 
 def test_each_parameter_has_its_own_entry(cache, monkeypatch):
     calls = [
-        {}, {"random_state": 1}, {"dtype": "float64"}, {"val_fraction": 0.25},
-        {"test_fraction": 0.1}, {"n_samples": 120}, {"noise": 0.1},
+        {},
+        {"random_state": 1},
+        {"dtype": "float64"},
+        {"val_fraction": 0.25},
+        {"test_fraction": 0.1},
+        {"n_samples": 120},
+        {"noise": 0.1},
     ]
     for kwargs in calls:
         prepare_splits("moons", **kwargs)
@@ -324,21 +355,49 @@ def test_a_generator_error_on_a_miss_leaves_nothing_behind(cache):
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        ({"name": "mnist"}, ValueError, ("unknown dataset 'mnist'; available: breast_cancer, "
-         "classification, diabetes, digits, iris, moons, regression, wine")),
-        ({"name": "digits", "n_samples": 10}, ValueError,
-         "dataset 'digits' does not take n_samples; it accepts no size parameters"),
-        ({"name": "moons", "n_classes": 3}, ValueError,
-         "dataset 'moons' does not take n_classes; it accepts n_samples, noise"),
-        ({"name": "iris", "val_fraction": 0.0}, ValueError, "val_fraction must be in (0, 1), got 0.0"),
-        ({"name": "iris", "test_fraction": 1.5}, ValueError,
-         "test_fraction must be in (0, 1), got 1.5"),
-        ({"name": "iris", "val_fraction": 0.5, "test_fraction": 0.5}, ValueError,
-         "val_fraction + test_fraction must be below 1, got 1.0"),
-        ({"name": "iris", "random_state": None}, TypeError,
-         "random_state must be an integer for cached splits, got None (NoneType)"),
-        ({"name": "iris", "random_state": 1.5}, TypeError,
-         "random_state must be an integer for cached splits, got 1.5 (float)"),
+        (
+            {"name": "mnist"},
+            ValueError,
+            (
+                "unknown dataset 'mnist'; available: breast_cancer, "
+                "classification, diabetes, digits, iris, moons, regression, wine"
+            ),
+        ),
+        (
+            {"name": "digits", "n_samples": 10},
+            ValueError,
+            "dataset 'digits' does not take n_samples; it accepts no size parameters",
+        ),
+        (
+            {"name": "moons", "n_classes": 3},
+            ValueError,
+            "dataset 'moons' does not take n_classes; it accepts n_samples, noise",
+        ),
+        (
+            {"name": "iris", "val_fraction": 0.0},
+            ValueError,
+            "val_fraction must be in (0, 1), got 0.0",
+        ),
+        (
+            {"name": "iris", "test_fraction": 1.5},
+            ValueError,
+            "test_fraction must be in (0, 1), got 1.5",
+        ),
+        (
+            {"name": "iris", "val_fraction": 0.5, "test_fraction": 0.5},
+            ValueError,
+            "val_fraction + test_fraction must be below 1, got 1.0",
+        ),
+        (
+            {"name": "iris", "random_state": None},
+            TypeError,
+            "random_state must be an integer for cached splits, got None (NoneType)",
+        ),
+        (
+            {"name": "iris", "random_state": 1.5},
+            TypeError,
+            "random_state must be an integer for cached splits, got 1.5 (float)",
+        ),
     ],
 )
 @pytest.mark.parametrize("function", [load_splits, prepare_splits])

@@ -48,8 +48,9 @@ def iris():
 @pytest.fixture(scope="module")
 def digits_split():
     X, y = load_digits(return_X_y=True)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, stratify=y,
-                                                        random_state=0)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.25, stratify=y, random_state=0
+    )
     scaler = StandardScaler().fit(X_train)
     return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test
 
@@ -69,13 +70,24 @@ QUIET = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarnin
 @QUIET
 def test_digits_accuracy_within_one_point_of_sklearn(digits_split):
     X_train, X_test, y_train, y_test = digits_split
-    common = dict(hidden_layer_sizes=(64,), solver="adam", learning_rate_init=1e-3,
-                  batch_size=64, max_iter=30, tol=0.0, n_iter_no_change=1000)
+    common = dict(
+        hidden_layer_sizes=(64,),
+        solver="adam",
+        learning_rate_init=1e-3,
+        batch_size=64,
+        max_iter=30,
+        tol=0.0,
+        n_iter_no_change=1000,
+    )
     seeds = range(8)  # the mean over seeds: one seed's accuracy varies by ~0.5 point
-    ours = [MLPClassifier(random_state=s, **common).fit(X_train, y_train).score(X_test, y_test)
-            for s in seeds]
-    theirs = [SkMLPClassifier(random_state=s, **common).fit(X_train, y_train)
-              .score(X_test, y_test) for s in seeds]
+    ours = [
+        MLPClassifier(random_state=s, **common).fit(X_train, y_train).score(X_test, y_test)
+        for s in seeds
+    ]
+    theirs = [
+        SkMLPClassifier(random_state=s, **common).fit(X_train, y_train).score(X_test, y_test)
+        for s in seeds
+    ]
     assert np.mean(ours) > 0.95
     assert abs(np.mean(ours) - np.mean(theirs)) <= 0.01
 
@@ -90,23 +102,47 @@ def _targets(kind, rng, n):
 
 
 @QUIET
-@pytest.mark.parametrize("kind,params", [
-    ("multiclass", dict(solver="adam", alpha=1e-2)),
-    ("binary", dict(solver="sgd", momentum=0.9, nesterovs_momentum=True, learning_rate_init=0.05)),
-    ("multilabel", dict(solver="adam", activation="tanh")),
-    ("regression", dict(solver="sgd", momentum=0.5, nesterovs_momentum=False,
-                        activation="logistic", learning_rate_init=0.05)),
-])
+@pytest.mark.parametrize(
+    "kind,params",
+    [
+        ("multiclass", dict(solver="adam", alpha=1e-2)),
+        (
+            "binary",
+            dict(solver="sgd", momentum=0.9, nesterovs_momentum=True, learning_rate_init=0.05),
+        ),
+        ("multilabel", dict(solver="adam", activation="tanh")),
+        (
+            "regression",
+            dict(
+                solver="sgd",
+                momentum=0.5,
+                nesterovs_momentum=False,
+                activation="logistic",
+                learning_rate_init=0.05,
+            ),
+        ),
+    ],
+)
 def test_same_start_same_trajectory_as_sklearn(kind, params):
     """From the same weights, without shuffling, in float64, both libraries take
     the same steps: same losses and weights to rounding after several epochs."""
     rng = np.random.default_rng(0)
     X = rng.standard_normal((150, 5))
     y = _targets(kind, rng, 150)
-    ours_cls, theirs_cls = ((MLPRegressor, SkMLPRegressor) if kind == "regression"
-                            else (MLPClassifier, SkMLPClassifier))
-    common = dict(hidden_layer_sizes=(7, 4), batch_size=32, shuffle=False, warm_start=True,
-                  max_iter=1, tol=0.0, n_iter_no_change=1000, random_state=0, **params)
+    ours_cls, theirs_cls = (
+        (MLPRegressor, SkMLPRegressor) if kind == "regression" else (MLPClassifier, SkMLPClassifier)
+    )
+    common = dict(
+        hidden_layer_sizes=(7, 4),
+        batch_size=32,
+        shuffle=False,
+        warm_start=True,
+        max_iter=1,
+        tol=0.0,
+        n_iter_no_change=1000,
+        random_state=0,
+        **params,
+    )
     ours = ours_cls(dtype="float64", **common).fit(X, y)
     theirs = theirs_cls(**common).fit(X, y)
     theirs.coefs_ = [w.copy() for w in ours.coefs_]
@@ -124,8 +160,14 @@ def test_same_start_same_trajectory_as_sklearn(kind, params):
 def test_convergence_stops_after_the_same_epoch_as_sklearn(iris, early_stopping):
     X, y = iris
     # tol so large that no epoch counts as an improvement after the first.
-    common = dict(hidden_layer_sizes=(8,), tol=1e3, n_iter_no_change=3, max_iter=50,
-                  random_state=0, early_stopping=early_stopping)
+    common = dict(
+        hidden_layer_sizes=(8,),
+        tol=1e3,
+        n_iter_no_change=3,
+        max_iter=50,
+        random_state=0,
+        early_stopping=early_stopping,
+    )
     ours = MLPClassifier(**common).fit(X, y)
     theirs = SkMLPClassifier(**common).fit(X, y)
     assert ours.n_iter_ == theirs.n_iter_ == 5
@@ -149,9 +191,11 @@ def test_convergence_warning_when_max_iter_runs_out(iris):
 @pytest.mark.parametrize("early_stopping", [False, True])
 def test_same_random_state_gives_bit_identical_weights(iris, dtype, early_stopping):
     X, y = iris
+
     def make(seed):
-        return MLPClassifier((16,), max_iter=15, random_state=seed, dtype=dtype,
-                             early_stopping=early_stopping).fit(X, y)
+        return MLPClassifier(
+            (16,), max_iter=15, random_state=seed, dtype=dtype, early_stopping=early_stopping
+        ).fit(X, y)
 
     a, b, c = make(3), make(3), make(4)
     for wa, wb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
@@ -163,6 +207,7 @@ def test_same_random_state_gives_bit_identical_weights(iris, dtype, early_stoppi
 @QUIET
 def test_random_state_none_and_generators(iris):
     X, y = iris
+
     def fit(random_state):
         return MLPClassifier((8,), max_iter=3, random_state=random_state).fit(X, y).coefs_[0]
 
@@ -219,14 +264,17 @@ def test_label_types(iris):
     assert clf.score(X, multilabel) > 0.8
 
 
-@pytest.mark.parametrize("y", [
-    np.array([2, 0, 1, 2, 2, 0]),
-    np.array(["b", "a", "c", "a", "b", "b"], dtype=object),
-    np.array([1.0, -1.0, -1.0, 1.0, 1.0, -1.0]),
-    np.array(["no", "yes", "yes", "no", "no", "no"]),
-    np.array([[1, 0, 1], [0, 0, 1], [1, 1, 0], [0, 0, 0], [1, 1, 1], [0, 1, 0]]),
-    np.array([7, 7, 7, 7, 7, 7]),
-])
+@pytest.mark.parametrize(
+    "y",
+    [
+        np.array([2, 0, 1, 2, 2, 0]),
+        np.array(["b", "a", "c", "a", "b", "b"], dtype=object),
+        np.array([1.0, -1.0, -1.0, 1.0, 1.0, -1.0]),
+        np.array(["no", "yes", "yes", "no", "no", "no"]),
+        np.array([[1, 0, 1], [0, 0, 1], [1, 1, 0], [0, 0, 0], [1, 1, 1], [0, 1, 0]]),
+        np.array([7, 7, 7, 7, 7, 7]),
+    ],
+)
 def test_targets_match_label_binarizer(y):
     """The network's targets are LabelBinarizer's, however they are built."""
     from sklearn.preprocessing import LabelBinarizer
@@ -312,8 +360,9 @@ def test_assigned_coefs_are_used_for_prediction_and_training(iris):
 
 def test_early_stopping_keeps_the_best_validation_weights(digits_split):
     X_train, X_test, y_train, y_test = digits_split
-    clf = MLPClassifier((32,), early_stopping=True, n_iter_no_change=3, max_iter=200,
-                        random_state=0).fit(X_train, y_train)
+    clf = MLPClassifier(
+        (32,), early_stopping=True, n_iter_no_change=3, max_iter=200, random_state=0
+    ).fit(X_train, y_train)
     assert clf.stop_reason_ == "early_stopping"
     assert len(clf.validation_scores_) == clf.n_iter_ < 200
     assert clf.best_validation_score_ == max(clf.validation_scores_)
@@ -324,8 +373,15 @@ def test_early_stopping_keeps_the_best_validation_weights(digits_split):
 @QUIET
 def test_max_time_stops_training_early(digits_split):
     X_train, _, y_train, _ = digits_split
-    clf = MLPClassifier((64,), max_iter=100_000, tol=0.0, n_iter_no_change=np.inf,
-                        batch_size=32, max_time=0.3, random_state=0).fit(X_train, y_train)
+    clf = MLPClassifier(
+        (64,),
+        max_iter=100_000,
+        tol=0.0,
+        n_iter_no_change=np.inf,
+        batch_size=32,
+        max_time=0.3,
+        random_state=0,
+    ).fit(X_train, y_train)
     assert clf.stop_reason_ == "max_time"
     assert 1 <= clf.n_iter_ < 100_000
     assert len(clf.loss_curve_) == clf.n_iter_
@@ -337,8 +393,9 @@ def test_divergence_is_recorded_not_raised(regression, solver, learning_rate):
     # Adam's steps are normalized (about learning_rate each), so it needs a far
     # larger rate than SGD to overflow.
     X, y = regression
-    reg = MLPRegressor((32,), solver=solver, learning_rate_init=learning_rate, max_iter=50,
-                       random_state=0)
+    reg = MLPRegressor(
+        (32,), solver=solver, learning_rate_init=learning_rate, max_iter=50, random_state=0
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no RuntimeWarning, no ConvergenceWarning
         reg.fit(X, y * 1e4)
@@ -350,8 +407,14 @@ def test_divergence_is_recorded_not_raised(regression, solver, learning_rate):
 
 def test_divergence_with_early_stopping_restores_finite_weights(regression):
     X, y = regression
-    reg = MLPRegressor((32,), solver="sgd", learning_rate_init=0.5, max_iter=50,
-                       early_stopping=True, random_state=0)
+    reg = MLPRegressor(
+        (32,),
+        solver="sgd",
+        learning_rate_init=0.5,
+        max_iter=50,
+        early_stopping=True,
+        random_state=0,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         reg.fit(X, y * 1e3)
@@ -363,8 +426,15 @@ def test_divergence_with_early_stopping_restores_finite_weights(regression):
 def test_verbose_progress_and_batch_size_clipping(iris, capsys):
     X, y = iris
     with pytest.warns(UserWarning, match="batch_size=500 is larger than the 135 training samples"):
-        clf = MLPClassifier((4,), batch_size=500, max_iter=2, verbose=True, early_stopping=True,
-                            random_state=0, instrument=True).fit(X, y)
+        clf = MLPClassifier(
+            (4,),
+            batch_size=500,
+            max_iter=2,
+            verbose=True,
+            early_stopping=True,
+            random_state=0,
+            instrument=True,
+        ).fit(X, y)
     out = capsys.readouterr().out
     assert "Iteration 1, loss = " in out and "Iteration 2, loss = " in out
     assert "Validation score: " in out
@@ -383,8 +453,9 @@ def test_stop_reasons_are_the_documented_ones():
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_fit_stats_are_consistent(digits_split, solver):
     X_train, _, y_train, _ = digits_split
-    clf = MLPClassifier((32, 16), solver=solver, batch_size=100, max_iter=3, random_state=0,
-                        instrument=True).fit(X_train, y_train)
+    clf = MLPClassifier(
+        (32, 16), solver=solver, batch_size=100, max_iter=3, random_state=0, instrument=True
+    ).fit(X_train, y_train)
     s = clf.fit_stats_
     n = len(X_train)
     steps_per_epoch = -(-n // 100)
@@ -394,8 +465,18 @@ def test_fit_stats_are_consistent(digits_split, solver):
     hist = s.pop("release_durations_us_log2")  # calls by duration, for the GIL model
     assert sum(hist) == s["gemm_calls"] + s["ufunc_big_calls"]
     assert all(isinstance(v, (int, float)) for v in s.values())  # ready for numeric summaries
-    times = ["fit_time", "train_time", "step_time", "gemm_time", "ufunc_big_time", "other_time",
-             "shuffle_time", "eval_time", "timer_overhead", "wrapper_overhead"]
+    times = [
+        "fit_time",
+        "train_time",
+        "step_time",
+        "gemm_time",
+        "ufunc_big_time",
+        "other_time",
+        "shuffle_time",
+        "eval_time",
+        "timer_overhead",
+        "wrapper_overhead",
+    ]
     # Structure, never speed (issue 12): every time is recorded, finite and
     # non-negative, and the orderings are those of nested intervals of one run
     # (steps inside training inside the fit), true on any machine.
@@ -428,8 +509,12 @@ BAD_DATA = [
     (np.arange(3.0), [0, 1, 0], ValueError, "Expected 2D array, got 1D array instead"),
     (np.array([[np.nan, 1.0], [1.0, 2.0]]), [0, 1], ValueError, "Input X contains NaN."),
     (np.array([[np.inf, 1.0], [1.0, 2.0]]), [0, 1], ValueError, "Input X contains infinity"),
-    (np.ones((3, 2)), [0, 1], ValueError,
-     "Found input variables with inconsistent numbers of samples: [3, 2]"),
+    (
+        np.ones((3, 2)),
+        [0, 1],
+        ValueError,
+        "Found input variables with inconsistent numbers of samples: [3, 2]",
+    ),
     (np.empty((0, 2)), [], ValueError, "Found array with 0 sample(s) (shape=(0, 2))"),
     (np.ones((3, 0)), [0, 1, 0], ValueError, "Found array with 0 feature(s) (shape=(3, 0))"),
     (X4, [0.5, 1.5, 2.5, 3.5], ValueError, "Unknown label type: continuous"),
@@ -444,24 +529,38 @@ def test_bad_data(X, y, error, message):
 
 
 BAD_PARAMS = [
-    (dict(alpha=-1.0),
-     "The 'alpha' parameter of MLPClassifier must be a float in the range [0.0, inf)"),
-    (dict(batch_size=0),
-     "The 'batch_size' parameter of MLPClassifier must be a str among {'auto'} or an int "
-     "in the range [1, inf)"),
-    (dict(max_time=-1),
-     "The 'max_time' parameter of MLPClassifier must be None or a float in the range (0.0, inf)"),
-    (dict(validation_fraction=1.0),
-     "The 'validation_fraction' parameter of MLPClassifier must be a float in the range "
-     "(0.0, 1.0)"),
-    (dict(n_iter_no_change=0),
-     "The 'n_iter_no_change' parameter of MLPClassifier must be an int in the range [1, inf)"),
-    (dict(random_state=np.random.RandomState(0)),
-     "The 'random_state' parameter of MLPClassifier must be None, an int in the range "
-     "[0, inf) or an instance of"),
+    (
+        dict(alpha=-1.0),
+        "The 'alpha' parameter of MLPClassifier must be a float in the range [0.0, inf)",
+    ),
+    (
+        dict(batch_size=0),
+        "The 'batch_size' parameter of MLPClassifier must be a str among {'auto'} or an int "
+        "in the range [1, inf)",
+    ),
+    (
+        dict(max_time=-1),
+        "The 'max_time' parameter of MLPClassifier must be None or a float in the range (0.0, inf)",
+    ),
+    (
+        dict(validation_fraction=1.0),
+        "The 'validation_fraction' parameter of MLPClassifier must be a float in the range "
+        "(0.0, 1.0)",
+    ),
+    (
+        dict(n_iter_no_change=0),
+        "The 'n_iter_no_change' parameter of MLPClassifier must be an int in the range [1, inf)",
+    ),
+    (
+        dict(random_state=np.random.RandomState(0)),
+        "The 'random_state' parameter of MLPClassifier must be None, an int in the range "
+        "[0, inf) or an instance of",
+    ),
     (dict(hidden_layer_sizes=(8, 0)), "hidden_layer_sizes must be positive integers, got (8, 0)"),
-    (dict(hidden_layer_sizes=(8, 2.5)),
-     "hidden_layer_sizes must be positive integers, got (8, 2.5)"),
+    (
+        dict(hidden_layer_sizes=(8, 2.5)),
+        "hidden_layer_sizes must be positive integers, got (8, 2.5)",
+    ),
 ]
 
 
@@ -471,14 +570,18 @@ def test_bad_hyperparameters(params, message):
         MLPClassifier(**params).fit(X4, Y4)
 
 
-@pytest.mark.parametrize("param,value,valid", [
-    ("activation", "softplus", ACTIVATIONS),
-    ("solver", "lbfgs", SOLVERS),
-    ("dtype", "float16", ("float32", "float64")),
-])
+@pytest.mark.parametrize(
+    "param,value,valid",
+    [
+        ("activation", "softplus", ACTIVATIONS),
+        ("solver", "lbfgs", SOLVERS),
+        ("dtype", "float16", ("float32", "float64")),
+    ],
+)
 def test_unknown_names_list_the_valid_ones(param, value, valid):
-    with pytest.raises(ValueError, match=f"The '{param}' parameter of MLPRegressor must be a "
-                                         f"str among") as info:
+    with pytest.raises(
+        ValueError, match=f"The '{param}' parameter of MLPRegressor must be a str among"
+    ) as info:
         MLPRegressor(**{param: value}).fit(X4, [0.0, 1.0, 2.0, 3.0])
     message = str(info.value)
     assert f"Got {value!r} instead" in message
@@ -494,8 +597,10 @@ def test_usage_errors(iris):
     with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
         MLPRegressor(early_stopping=True).partial_fit(X, y.astype(float))
     clf = MLPClassifier((4,), max_iter=1).partial_fit(X, y, classes=[0, 1, 2])
-    with pytest.raises(ValueError, match=re.escape("X has 3 features, but MLPClassifier is "
-                                                   "expecting 4 features as input")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape("X has 3 features, but MLPClassifier is expecting 4 features as input"),
+    ):
         clf.predict(X[:, :3])
     with pytest.raises(ValueError, match="`y` has classes not in `self.classes_`"):
         clf.partial_fit(X, y + 1)
@@ -514,10 +619,14 @@ def test_usage_errors(iris):
 @QUIET
 def test_grid_search_pipeline_clone_and_cross_validation(iris):
     X, y = iris
-    pipe = make_pipeline(StandardScaler(), MLPClassifier((8,), max_iter=60, random_state=0,
-                                                         learning_rate_init=1e-2))
-    grid = GridSearchCV(pipe, {"mlpclassifier__alpha": [1e-4, 1e-1],
-                               "mlpclassifier__hidden_layer_sizes": [(4,), (16,)]}, cv=3)
+    pipe = make_pipeline(
+        StandardScaler(), MLPClassifier((8,), max_iter=60, random_state=0, learning_rate_init=1e-2)
+    )
+    grid = GridSearchCV(
+        pipe,
+        {"mlpclassifier__alpha": [1e-4, 1e-1], "mlpclassifier__hidden_layer_sizes": [(4,), (16,)]},
+        cv=3,
+    )
     grid.fit(X, y)
     assert len(grid.cv_results_["params"]) == 4
     assert grid.best_score_ > 0.8
@@ -527,6 +636,7 @@ def test_grid_search_pipeline_clone_and_cross_validation(iris):
     copy = clone(est)
     assert copy.get_params() == est.get_params() and not hasattr(copy, "coefs_")
 
-    scores = cross_val_score(MLPClassifier((16,), max_iter=100, random_state=0,
-                                           learning_rate_init=1e-2), X, y, cv=3)
+    scores = cross_val_score(
+        MLPClassifier((16,), max_iter=100, random_state=0, learning_rate_init=1e-2), X, y, cv=3
+    )
     assert scores.shape == (3,) and scores.min() > 0.8

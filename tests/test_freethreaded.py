@@ -77,12 +77,22 @@ def mlp_trial(params, seed):
 # Metrics of train_mlp that do not depend on timing: equal across runs with
 # the same seed and BLAS thread count, bit for bit.
 MLP_DETERMINISTIC = (
-    "val_score", "test_score", "loss", "best_loss", "epochs", "stop_reason",
-    "diverged", "n_params",
+    "val_score",
+    "test_score",
+    "loss",
+    "best_loss",
+    "epochs",
+    "stop_reason",
+    "diverged",
+    "n_params",
 )
 # Counts from instrumented fits, equally deterministic.
-MLP_STATS_COUNTS = ("stats_gemm_calls", "stats_ufunc_big_calls", "stats_ufunc_small_calls",
-                    "stats_n_steps")
+MLP_STATS_COUNTS = (
+    "stats_gemm_calls",
+    "stats_ufunc_big_calls",
+    "stats_ufunc_small_calls",
+    "stats_n_steps",
+)
 
 TINY_SPACE = {"i": list(range(100)), "scale": [0.5, 2.0]}
 TINY_SEEDS = 2  # 100 x 2 x 2 = 400 trials
@@ -125,9 +135,17 @@ def _check_against_serial(result, reference, journal, *, n_jobs, metrics=None):
     for row, ref in zip(result, reference):
         assert row.status == "ok", (row.key, row.error_type, row.error_message, row.traceback)
         assert (row.index, row.params, row.repeat, row.seed) == (
-            ref.index, ref.params, ref.repeat, ref.seed)
+            ref.index,
+            ref.params,
+            ref.repeat,
+            ref.seed,
+        )
         assert (row.backend, row.n_jobs, row.blas_threads, row.attempts) == (
-            "threads", n_jobs, 1, 1)
+            "threads",
+            n_jobs,
+            1,
+            1,
+        )
         assert row.pid == os.getpid()
         names = metrics if metrics is not None else ref.metrics.keys()
         got = {name: row.metrics[name] for name in names}
@@ -143,7 +161,8 @@ def _check_against_serial(result, reference, journal, *, n_jobs, metrics=None):
     by_key = {row.key: row for row in result}
     for record in records:
         assert record == _roundtrip(by_key[record["key"]]), (
-            f"journal line of trial {record['key']} differs from its row")
+            f"journal line of trial {record['key']} differs from its row"
+        )
 
     # And mlpar's own reader sees the same sweep.
     reread = SweepResult.from_journal(journal)
@@ -151,8 +170,7 @@ def _check_against_serial(result, reference, journal, *, n_jobs, metrics=None):
 
 
 def test_tiny_trials_on_threads_match_serial(tmp_path):
-    reference = sweep(TinyTrial(), TINY_SPACE, backend="serial", seeds=TINY_SEEDS,
-                      blas_threads=1)
+    reference = sweep(TinyTrial(), TINY_SPACE, backend="serial", seeds=TINY_SEEDS, blas_threads=1)
     assert len(reference) == 400
     assert all(row.status == "ok" for row in reference)
 
@@ -160,8 +178,15 @@ def test_tiny_trials_on_threads_match_serial(tmp_path):
     # A generous timeout: a barrier that never fills (a backend running fewer
     # trials at once than it has threads) fails the trials instead of hanging.
     barrier = threading.Barrier(N_THREADS, timeout=60.0)
-    result = sweep(TinyTrial(barrier), TINY_SPACE, backend="threads", n_jobs=N_THREADS,
-                   seeds=TINY_SEEDS, blas_threads=1, journal=journal)
+    result = sweep(
+        TinyTrial(barrier),
+        TINY_SPACE,
+        backend="threads",
+        n_jobs=N_THREADS,
+        seeds=TINY_SEEDS,
+        blas_threads=1,
+        journal=journal,
+    )
 
     _check_against_serial(result, reference, journal, n_jobs=N_THREADS)
     # Every wave met at the barrier, so every worker thread ran trials.
@@ -170,11 +195,17 @@ def test_tiny_trials_on_threads_match_serial(tmp_path):
 
 
 def test_resume_on_threads_completes_each_trial_once(tmp_path):
-    reference = sweep(TinyTrial(), TINY_SPACE, backend="serial", seeds=TINY_SEEDS,
-                      blas_threads=1)
+    reference = sweep(TinyTrial(), TINY_SPACE, backend="serial", seeds=TINY_SEEDS, blas_threads=1)
     journal = tmp_path / "resume.jsonl"
-    first = sweep(TinyTrial(), TINY_SPACE, backend="threads", n_jobs=6, seeds=TINY_SEEDS,
-                  blas_threads=1, journal=journal)
+    first = sweep(
+        TinyTrial(),
+        TINY_SPACE,
+        backend="threads",
+        n_jobs=6,
+        seeds=TINY_SEEDS,
+        blas_threads=1,
+        journal=journal,
+    )
     assert len(first) == 400
 
     # Keep the header and 150 trials, then half a line: a sweep killed mid-write.
@@ -184,8 +215,16 @@ def test_resume_on_threads_completes_each_trial_once(tmp_path):
     kept_keys = {json.loads(line)["key"] for line in kept[1:]}
 
     with pytest.warns(RuntimeWarning, match="torn last line"):
-        resumed = sweep(TinyTrial(), TINY_SPACE, backend="threads", n_jobs=6,
-                        seeds=TINY_SEEDS, blas_threads=1, journal=journal, resume=True)
+        resumed = sweep(
+            TinyTrial(),
+            TINY_SPACE,
+            backend="threads",
+            n_jobs=6,
+            seeds=TINY_SEEDS,
+            blas_threads=1,
+            journal=journal,
+            resume=True,
+        )
 
     _check_against_serial(resumed, reference, journal, n_jobs=6)
     # The kept rows were not run again: they are the first sweep's rows.
@@ -212,8 +251,9 @@ def test_mlp_trials_on_threads_match_serial(tmp_path):
     assert not any(row.metrics["diverged"] for row in reference)
 
     journal = tmp_path / "mlp.jsonl"
-    result = sweep(mlp_trial, space, backend="threads", n_jobs=4, seeds=3,
-                   blas_threads=1, journal=journal)
+    result = sweep(
+        mlp_trial, space, backend="threads", n_jobs=4, seeds=3, blas_threads=1, journal=journal
+    )
 
     _check_against_serial(result, reference, journal, n_jobs=4, metrics=MLP_DETERMINISTIC)
     for row, ref in zip(result, reference):
@@ -221,14 +261,18 @@ def test_mlp_trials_on_threads_match_serial(tmp_path):
             got = {name: row.metrics[name] for name in MLP_STATS_COUNTS}
             want = {name: ref.metrics[name] for name in MLP_STATS_COUNTS}
             assert got == want, f"trial {row.key}: kernel call counts differ from serial"
-            assert all(math.isfinite(row.metrics[n]) and row.metrics[n] >= 0
-                       for n in ("stats_gemm_time", "stats_other_time"))
+            assert all(
+                math.isfinite(row.metrics[n]) and row.metrics[n] >= 0
+                for n in ("stats_gemm_time", "stats_other_time")
+            )
         else:
             assert not any(name.startswith("stats_") for name in row.metrics)
 
 
-@pytest.mark.skipif(not FREE_THREADED_BUILD,
-                    reason="only a free-threaded CPython build (3.13t) can run without the GIL")
+@pytest.mark.skipif(
+    not FREE_THREADED_BUILD,
+    reason="only a free-threaded CPython build (3.13t) can run without the GIL",
+)
 def test_stack_imports_without_enabling_the_gil():
     # Without PYTHON_GIL, a free-threaded interpreter turns the GIL back on
     # (with a RuntimeWarning) when it loads an extension module that does not
@@ -252,21 +296,27 @@ def test_stack_imports_without_enabling_the_gil():
         print(sys._is_gil_enabled())
     """)
     env = {k: v for k, v in os.environ.items() if k != "PYTHON_GIL"}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "False"
 
 
-@pytest.mark.skipif(not FREE_THREADED_BUILD,
-                    reason="only a free-threaded CPython build (3.13t) can run without the GIL")
+@pytest.mark.skipif(
+    not FREE_THREADED_BUILD,
+    reason="only a free-threaded CPython build (3.13t) can run without the GIL",
+)
 def test_gil_state_follows_python_gil():
     # The comparison this build exists for: one binary, only the GIL switched.
     for value, enabled in (("0", "False"), ("1", "True")):
         env = {**os.environ, "PYTHON_GIL": value}
         proc = subprocess.run(
             [sys.executable, "-c", "import sys, numpy; print(sys._is_gil_enabled())"],
-            env=env, capture_output=True, text=True, timeout=60,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip() == enabled, f"PYTHON_GIL={value}"

@@ -5,8 +5,16 @@ import math
 import pytest
 
 from mlpar.analysis.gilmodel import (
-    amdahl, calibrate, handoff_at, mean_handoff, measure_blas_speedup, measure_call_overhead,
-    measure_handoff_cost, predict_threads, py_spy_available, sample_gil,
+    amdahl,
+    calibrate,
+    handoff_at,
+    mean_handoff,
+    measure_blas_speedup,
+    measure_call_overhead,
+    measure_handoff_cost,
+    predict_threads,
+    py_spy_available,
+    sample_gil,
 )
 
 
@@ -40,15 +48,22 @@ def test_handoff_interpolation_and_histogram_average():
     curve = ((1e-6, 1e-6), (1e-5, 3e-6))
     assert handoff_at(1e-7, curve) == 1e-6  # clamped below
     assert handoff_at(1e-3, curve) == 3e-6  # clamped above
-    assert handoff_at(10 ** -5.5, curve) == pytest.approx(2e-6)  # halfway in log scale
+    assert handoff_at(10**-5.5, curve) == pytest.approx(2e-6)  # halfway in log scale
     assert mean_handoff([0, 0, 0], curve) == 0.0
     # bucket 0 (< 1 µs) costs the short end, bucket 6 (32-64 µs) the long end
     assert mean_handoff([1, 0, 0, 0, 0, 0, 1], curve) == pytest.approx(2e-6)
 
 
 def _engine(hidden, batch):
-    return {"dataset": "classification", "n_samples": 2000, "n_features": 32,
-            "n_classes": 4, "hidden": hidden, "batch_size": batch, "epochs": 2}
+    return {
+        "dataset": "classification",
+        "n_samples": 2000,
+        "n_features": 32,
+        "n_classes": 4,
+        "hidden": hidden,
+        "batch_size": batch,
+        "epochs": 2,
+    }
 
 
 def test_calibration_splits_a_step_and_orders_workloads():
@@ -63,10 +78,12 @@ def test_calibration_splits_a_step_and_orders_workloads():
     # 4000x difference in flops per step leaves a wide margin on any machine).
     assert narrow["p"] < wide["p"]
     assert wide["predicted_2"] > narrow["predicted_2"]
+
     # Release durations are recorded: wide GEMMs last longer than narrow ones.
     def mean_bucket(c):
         h = c["release_durations_us_log2"]
         return sum(b * n for b, n in enumerate(h)) / sum(h)
+
     assert mean_bucket(wide) > mean_bucket(narrow)
 
 
@@ -84,11 +101,8 @@ def test_blas_speedup_is_measured():
 
 PRE = "import numpy as np\nfrom threadpoolctl import threadpool_limits\n"
 PURE_PYTHON = PRE + (
-    "def work():\n"
-    "    s = 0\n"
-    "    for i in range(12_000_000):\n"
-    "        s += i * i\n"
-    "work()\n")
+    "def work():\n    s = 0\n    for i in range(12_000_000):\n        s += i * i\nwork()\n"
+)
 BIG_GEMM = PRE + (
     "a = np.ones((600, 600), np.float32)\n"
     "o = np.empty_like(a)\n"
@@ -96,7 +110,8 @@ BIG_GEMM = PRE + (
     "    for _ in range(120):\n"
     "        np.dot(a, a, out=o)\n"
     "with threadpool_limits(1):\n"
-    "    work()\n")
+    "    work()\n"
+)
 
 
 @pytest.mark.skipif(not py_spy_available(), reason="py-spy (mlpar[profile]) not installed")

@@ -19,8 +19,15 @@ def toy(params, seed):
 
 
 def comparable(out):
-    return [(r.rung, r.resource, [(row.key, row.params, row.seed, row.status, row.metrics)
-                                  for row in r.result], r.promoted) for r in out.rungs]
+    return [
+        (
+            r.rung,
+            r.resource,
+            [(row.key, row.params, row.seed, row.status, row.metrics) for row in r.result],
+            r.promoted,
+        )
+        for r in out.rungs
+    ]
 
 
 def test_rung_resources_are_powers_of_factor_up_to_the_maximum():
@@ -31,8 +38,9 @@ def test_rung_resources_are_powers_of_factor_up_to_the_maximum():
 
 
 def test_rungs_keep_the_best_third_and_multiply_the_resource():
-    out = successive_halving(toy, {"x": list(range(9))}, min_resource=1, max_resource=9,
-                             metric="score")
+    out = successive_halving(
+        toy, {"x": list(range(9))}, min_resource=1, max_resource=9, metric="score"
+    )
     assert out.resources == [1, 3, 9]
     assert [len(r.result) for r in out.rungs] == [9, 3, 1]
     assert out.rungs[0].promoted == [{"x": 8}, {"x": 7}, {"x": 6}]
@@ -43,18 +51,27 @@ def test_rungs_keep_the_best_third_and_multiply_the_resource():
 
 
 def test_mode_min_and_the_known_direction_of_loss():
-    out = successive_halving(toy, {"x": [1, 2, 3, 4]}, min_resource=1, max_resource=2,
-                             factor=2, metric="loss")
+    out = successive_halving(
+        toy, {"x": [1, 2, 3, 4]}, min_resource=1, max_resource=2, factor=2, metric="loss"
+    )
     assert out.mode == "min"
     assert out.rungs[0].promoted == [{"x": 4}, {"x": 3}]
-    flipped = successive_halving(toy, {"x": [1, 2, 3, 4]}, min_resource=1, max_resource=2,
-                                 factor=2, metric="loss", mode="max")
+    flipped = successive_halving(
+        toy,
+        {"x": [1, 2, 3, 4]},
+        min_resource=1,
+        max_resource=2,
+        factor=2,
+        metric="loss",
+        mode="max",
+    )
     assert flipped.rungs[0].promoted == [{"x": 1}, {"x": 2}]
 
 
 def _row(params, value, status="ok", key="k"):
-    return TrialRow(key=key, index=0, params=params, repeat=0, seed=0, status=status,
-                    metrics={"m": value})
+    return TrialRow(
+        key=key, index=0, params=params, repeat=0, seed=0, status=status, metrics={"m": value}
+    )
 
 
 def test_ties_are_broken_by_configuration_key_and_failures_rank_last():
@@ -73,19 +90,34 @@ def test_a_configuration_is_ranked_by_its_mean_over_seeds():
 
 
 def test_seeds_repeat_every_configuration_in_every_rung():
-    out = successive_halving(toy, {"x": [1, 2, 3]}, min_resource=1, max_resource=3,
-                             metric="score", seeds=2)
+    out = successive_halving(
+        toy, {"x": [1, 2, 3]}, min_resource=1, max_resource=3, metric="score", seeds=2
+    )
     assert [len(r.result) for r in out.rungs] == [6, 2]
 
 
 def test_random_search_samples_the_configurations_once():
     from scipy.stats import uniform
 
-    out = successive_halving(toy, {"x": uniform(0, 1)}, n_iter=9, min_resource=1,
-                             max_resource=9, metric="score", random_state=3)
+    out = successive_halving(
+        toy,
+        {"x": uniform(0, 1)},
+        n_iter=9,
+        min_resource=1,
+        max_resource=9,
+        metric="score",
+        random_state=3,
+    )
     assert [len(r.result) for r in out.rungs] == [9, 3, 1]
-    again = successive_halving(toy, {"x": uniform(0, 1)}, n_iter=9, min_resource=1,
-                               max_resource=9, metric="score", random_state=3)
+    again = successive_halving(
+        toy,
+        {"x": uniform(0, 1)},
+        n_iter=9,
+        min_resource=1,
+        max_resource=9,
+        metric="score",
+        random_state=3,
+    )
     assert comparable(out) == comparable(again)
 
 
@@ -96,8 +128,14 @@ def _crash_big(params, seed):
 
 
 def test_a_failing_trial_is_demoted_not_fatal():
-    out = successive_halving(_crash_big, {"x": [1, 2, 3, 4, 5, 6]}, min_resource=1,
-                             max_resource=4, factor=2, metric="score")
+    out = successive_halving(
+        _crash_big,
+        {"x": [1, 2, 3, 4, 5, 6]},
+        min_resource=1,
+        max_resource=4,
+        factor=2,
+        metric="score",
+    )
     assert out.rungs[0].promoted == [{"x": 6}, {"x": 5}, {"x": 4}]
     assert out.rungs[1].result.failures() == []
     assert out.survivors == [{"x": 6}]
@@ -118,21 +156,29 @@ def test_identical_rows_with_train_mlp_on_serial_threads_and_processes():
     keep = ("val_score", "loss", "epochs")
 
     def rows(out):
-        return [(r.rung, [(row.key, row.seed, {k: row.metrics[k] for k in keep})
-                          for row in r.result], r.promoted) for r in out.rungs]
+        return [
+            (
+                r.rung,
+                [(row.key, row.seed, {k: row.metrics[k] for k in keep}) for row in r.result],
+                r.promoted,
+            )
+            for r in out.rungs
+        ]
 
     serial = successive_halving(mlpar.train_mlp, space, **kw)
     assert [len(r.result) for r in serial.rungs] == [6, 2]
     for backend in ("threads", "processes"):
-        assert rows(successive_halving(mlpar.train_mlp, space, backend=backend, n_jobs=2,
-                                       **kw)) == rows(serial)
+        assert rows(
+            successive_halving(mlpar.train_mlp, space, backend=backend, n_jobs=2, **kw)
+        ) == rows(serial)
 
 
 def test_n_samples_can_be_the_resource():
     space = {"lr": [0.001, 0.01, 0.1]}
     base = {"dataset": "moons", "epochs": 2, "hidden": [8], "batch_size": 16}
-    out = successive_halving(mlpar.MLPTrial(base), space, resource="n_samples",
-                             min_resource=100, max_resource=300)
+    out = successive_halving(
+        mlpar.MLPTrial(base), space, resource="n_samples", min_resource=100, max_resource=300
+    )
     assert out.resources == [100, 300]
     assert [row.params["n_samples"] for row in out.rungs[1].result] == [300]
 
@@ -161,25 +207,33 @@ def test_resume_mid_rung_gives_the_same_rows(tmp_path):
         successive_halving(Toy(interrupt_at=2), space, journal_dir=tmp_path / "cut", **kw)
     _, done = read_journal(tmp_path / "cut" / "rung-1.jsonl")
     assert len(done) == 1
-    resumed = successive_halving(Toy(), space, journal_dir=tmp_path / "cut", resume=True,
-                                 **kw)
+    resumed = successive_halving(Toy(), space, journal_dir=tmp_path / "cut", resume=True, **kw)
     assert comparable(resumed) == comparable(whole)
     with pytest.raises(FileExistsError):
         successive_halving(Toy(), space, journal_dir=tmp_path / "cut", **kw)
 
 
-@pytest.mark.parametrize("options, kind, message", [
-    (dict(factor=1), ValueError, "factor must be an integer >= 2"),
-    (dict(min_resource=10, max_resource=3), ValueError,
-     "min_resource must be at most max_resource (3), got 10"),
-    (dict(min_resource=0), ValueError, "min_resource must be a positive number, got 0"),
-    (dict(mode="up"), ValueError, "mode must be 'max' or 'min', got 'up'"),
-    (dict(resource=3), TypeError, "resource must be the name of a numeric trial parameter"),
-    (dict(resource="x"), ValueError, "resource 'x' must not be swept in the space"),
-    (dict(metric="acc"), ValueError, "metric 'acc' is not reported by the trials; they report "
-                                     "loss, score"),
-    (dict(resume=True), ValueError, "resume=True needs the journals"),
-])
+@pytest.mark.parametrize(
+    "options, kind, message",
+    [
+        (dict(factor=1), ValueError, "factor must be an integer >= 2"),
+        (
+            dict(min_resource=10, max_resource=3),
+            ValueError,
+            "min_resource must be at most max_resource (3), got 10",
+        ),
+        (dict(min_resource=0), ValueError, "min_resource must be a positive number, got 0"),
+        (dict(mode="up"), ValueError, "mode must be 'max' or 'min', got 'up'"),
+        (dict(resource=3), TypeError, "resource must be the name of a numeric trial parameter"),
+        (dict(resource="x"), ValueError, "resource 'x' must not be swept in the space"),
+        (
+            dict(metric="acc"),
+            ValueError,
+            "metric 'acc' is not reported by the trials; they report loss, score",
+        ),
+        (dict(resume=True), ValueError, "resume=True needs the journals"),
+    ],
+)
 def test_bad_options_say_what_is_wrong(options, kind, message):
     kw = {**dict(min_resource=1, max_resource=3, metric="score"), **options}
     with pytest.raises(kind, match=re.escape(message)):
@@ -190,8 +244,9 @@ def test_n_iter_below_factor_is_refused():
     from scipy.stats import uniform
 
     with pytest.raises(ValueError, match=re.escape("n_iter must be at least factor (3)")):
-        successive_halving(toy, {"x": uniform(0, 1)}, n_iter=2, min_resource=1,
-                           max_resource=3, metric="score")
+        successive_halving(
+            toy, {"x": uniform(0, 1)}, n_iter=2, min_resource=1, max_resource=3, metric="score"
+        )
 
 
 def test_exported_lazily_from_the_package():
@@ -204,8 +259,9 @@ def test_identical_rows_on_dask():
     space = {"x": [0.5, 1.5, 1.0, 2.0]}
     kw = dict(min_resource=1, max_resource=2, factor=2, metric="score")
     serial = successive_halving(toy, space, **kw)
-    assert comparable(successive_halving(toy, space, backend="dask", n_jobs=2, **kw)) \
-        == comparable(serial)
+    assert comparable(successive_halving(toy, space, backend="dask", n_jobs=2, **kw)) == comparable(
+        serial
+    )
 
 
 def test_a_halving_config_runs_and_resumes_from_the_cli(tmp_path, monkeypatch):
@@ -216,12 +272,21 @@ def test_a_halving_config_runs_and_resumes_from_the_cli(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     config = Path(__file__).resolve().parents[1] / "configs" / "halving.yaml"
-    sets = ["--set", "sweep.n_iter=6", "--set", "execution.backend=threads",
-            "--set", "sweep.halving={min_resource: 1, max_resource: 3}"]
+    sets = [
+        "--set",
+        "sweep.n_iter=6",
+        "--set",
+        "execution.backend=threads",
+        "--set",
+        "sweep.halving={min_resource: 1, max_resource: 3}",
+    ]
     assert main(["run", str(config), *sets]) == 0
     (run_dir,) = (tmp_path / "runs" / "halving").iterdir()
     assert sorted(p.name for p in (run_dir / "results.rungs").iterdir()) == [
-        "checkpoints", "rung-0.jsonl", "rung-1.jsonl"]
+        "checkpoints",
+        "rung-0.jsonl",
+        "rung-1.jsonl",
+    ]
     assert len(list((run_dir / "results.rungs" / "checkpoints").iterdir())) == 2
     assert load_config(run_dir / "config.yaml").sweep.halving.max_resource == 3
     header = (run_dir / "summary.csv").read_text().splitlines()[0]
@@ -236,18 +301,34 @@ def test_a_bad_halving_override_is_one_line(capsys):
     from mlpar.cli import main
 
     config = Path(__file__).resolve().parents[1] / "configs" / "halving.yaml"
-    assert main(["validate", str(config), "--set",
-                 "sweep.halving={min_resource: 1, max_resource: 3, factor: 1}"]) == 2
+    assert (
+        main(
+            [
+                "validate",
+                str(config),
+                "--set",
+                "sweep.halving={min_resource: 1, max_resource: 3, factor: 1}",
+            ]
+        )
+        == 2
+    )
     assert capsys.readouterr().err.strip() == (
-        "--set sweep.halving: sweep.halving.factor must be an integer >= 2, got 1 (int)")
+        "--set sweep.halving: sweep.halving.factor must be an integer >= 2, got 1 (int)"
+    )
 
 
 @pytest.mark.parametrize("backend", ["serial", "processes"])
 def test_promoted_trials_continue_from_their_checkpoints(tmp_path, backend):
     space = {"lr": [0.001, 0.01, 0.05], "hidden": [[8], [16]]}
     kw = dict(min_resource=1, max_resource=3, metric="val_score", random_state=1)
-    out = successive_halving(mlpar.train_mlp, space, journal_dir=tmp_path / backend,
-                             backend=backend, n_jobs=2 if backend != "serial" else None, **kw)
+    out = successive_halving(
+        mlpar.train_mlp,
+        space,
+        journal_dir=tmp_path / backend,
+        backend=backend,
+        n_jobs=2 if backend != "serial" else None,
+        **kw,
+    )
     assert all("epochs_continued_from" not in row.metrics for row in out.rungs[0].result)
     for row in out.rungs[1].result:
         assert row.metrics["epochs_continued_from"] == 1
@@ -257,12 +338,19 @@ def test_promoted_trials_continue_from_their_checkpoints(tmp_path, backend):
     if backend == "processes":
         serial = successive_halving(mlpar.train_mlp, space, journal_dir=tmp_path / "s", **kw)
         keep = ("val_score", "loss", "epochs")
-        assert [[{k: row.metrics[k] for k in keep} for row in r.result] for r in out.rungs] \
-            == [[{k: row.metrics[k] for k in keep} for row in r.result] for r in serial.rungs]
+        assert [[{k: row.metrics[k] for k in keep} for row in r.result] for r in out.rungs] == [
+            [{k: row.metrics[k] for k in keep} for row in r.result] for r in serial.rungs
+        ]
 
 
 def test_without_continuation_a_promoted_trial_restarts(tmp_path):
     space = {"lr": [0.001, 0.01, 0.05]}
-    out = successive_halving(mlpar.train_mlp, space, min_resource=1, max_resource=3,
-                             journal_dir=tmp_path, continue_from=False)
+    out = successive_halving(
+        mlpar.train_mlp,
+        space,
+        min_resource=1,
+        max_resource=3,
+        journal_dir=tmp_path,
+        continue_from=False,
+    )
     assert [row.metrics["epochs_trained"] for row in out.rungs[1].result] == [3]

@@ -25,9 +25,14 @@ PROBE = textwrap.dedent("""
 
 
 def _python(code, *, cwd=None, timeout=240):
-    proc = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY) + code],
-                          capture_output=True, text=True, cwd=cwd, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE.format(heavy=HEAVY) + code],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -44,11 +49,13 @@ def _cli(argv):
 
 
 def test_import_mlpar_loads_no_heavy_library_nor_analysis_or_report():
-    out = _python(textwrap.dedent("""
+    out = _python(
+        textwrap.dedent("""
         import mlpar
         print(json.dumps({"heavy": loaded(), "mlpar": sorted(
             m for m in sys.modules if m.startswith(("mlpar.analysis", "mlpar.report")))}))
-    """))
+    """)
+    )
     assert out == {"heavy": [], "mlpar": []}
 
 
@@ -66,8 +73,10 @@ def test_validate_imports_scipy_only_for_distributions(tmp_path):
     grid = tmp_path / "grid.yaml"
     grid.write_text("name: g\ndata: {dataset: iris}\nsweep:\n  params: {lr: [0.01, 0.1]}\n")
     rand = tmp_path / "rand.yaml"
-    rand.write_text("name: r\ndata: {dataset: iris}\nsweep:\n  n_iter: 3\n"
-                    "  params: {lr: {loguniform: [0.0001, 0.1]}}\n")
+    rand.write_text(
+        "name: r\ndata: {dataset: iris}\nsweep:\n  n_iter: 3\n"
+        "  params: {lr: {loguniform: [0.0001, 0.1]}}\n"
+    )
     out = _python(_cli(["validate", str(grid)]))
     assert out["rc"] == 0 and out["heavy"] == []
     out = _python(_cli(["validate", str(rand)]))
@@ -76,10 +85,12 @@ def test_validate_imports_scipy_only_for_distributions(tmp_path):
 
 def test_a_second_run_imports_no_scikit_learn_in_the_parent(tmp_path):
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text("name: tiny\ndata: {dataset: digits}\nmodel: {hidden: [8]}\n"
-                   "train: {epochs: 1}\nsweep:\n  params: {lr: [0.01, 0.1]}\n"
-                   "execution: {backend: serial}\n"
-                   f"output: {{folder: {str(tmp_path / 'runs')!r}}}\n")
+    cfg.write_text(
+        "name: tiny\ndata: {dataset: digits}\nmodel: {hidden: [8]}\n"
+        "train: {epochs: 1}\nsweep:\n  params: {lr: [0.01, 0.1]}\n"
+        "execution: {backend: serial}\n"
+        f"output: {{folder: {str(tmp_path / 'runs')!r}}}\n"
+    )
     first = _python(_cli(["run", str(cfg), "--no-progress"]))
     second = _python(_cli(["run", str(cfg), "--no-progress"]))
     assert first["rc"] == 0 and second["rc"] == 0
@@ -109,8 +120,9 @@ def test_workers_that_train_import_no_heavy_library(backend):
         pytest.importorskip("distributed")
     # The data cache is filled by another process first: a cold cache makes
     # this parent import scikit-learn, and forked workers would inherit it.
-    _python('from mlpar.trial import prepare_data\nprepare_data([{"dataset": "digits"}])\n'
-            'print("{}")')
+    _python(
+        'from mlpar.trial import prepare_data\nprepare_data([{"dataset": "digits"}])\nprint("{}")'
+    )
     out = _python(WORKER.format(backend=backend))
     assert out["status"] == ["ok", "ok"]
     assert out["heavy"] == [[], []]

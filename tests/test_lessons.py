@@ -13,8 +13,18 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from mlpar.lessons import LESSONS, LessonResult, format_summary, run_all, run_lesson
-from mlpar.lessons import _common, _cpu, _io, _pymlp, _race
+from mlpar.lessons import (
+    LESSONS,
+    LessonResult,
+    _common,
+    _cpu,
+    _io,
+    _pymlp,
+    _race,
+    format_summary,
+    run_all,
+    run_lesson,
+)
 
 # ---------------------------------------------------------------------------
 # The four lessons, run once for the whole module (quick size, 1 repeat).
@@ -42,7 +52,9 @@ def test_result_is_well_formed(all_results, name):
     assert r.claim == LESSONS[name]
     assert r.headline and r.explanation and r.setup
     assert r.options == {**r.options, "n_jobs": 2, "repeats": 1, "size": "quick", "random_state": 0}
-    assert {"cpu_count", "python", "gil_enabled", "free_threaded_build", "usable_cpus"} <= set(r.environment)
+    assert {"cpu_count", "python", "gil_enabled", "free_threaded_build", "usable_cpus"} <= set(
+        r.environment
+    )
     for row in r.rows:
         assert {"setting", "workers", "speedup"} <= set(row)
         assert row["median_s"] > 0
@@ -119,7 +131,10 @@ def test_processes_lesson_returns_serial_results(all_results):
     send, receive = r.rows[-2:]
     assert send["payload"] > receive["payload"] > 0
     bare, imports = r.rows[-4:-2]
-    assert bare["setting"].strip().startswith("one interpreter") and "import mlpar" in imports["setting"]
+    assert (
+        bare["setting"].strip().startswith("one interpreter")
+        and "import mlpar" in imports["setting"]
+    )
     assert r.options["start_method"] == "spawn"
 
 
@@ -307,9 +322,7 @@ def test_time_interleaved_runs_round_robin_after_warmup():
     assert "".join(calls) == "abc"
 
 
-@pytest.mark.parametrize(
-    "n_jobs, expected", [(2, [2]), (3, [2, 3]), (16, [2, 16])]
-)
+@pytest.mark.parametrize("n_jobs, expected", [(2, [2]), (3, [2, 3]), (16, [2, 16])])
 def test_worker_counts(n_jobs, expected):
     assert _common.worker_counts(n_jobs) == expected
 
@@ -331,7 +344,14 @@ def test_missing_values_render_as_dash():
 
 
 def test_noise_note_flags_wide_spreads_only():
-    steady = {"setting": "a", "speedup": 1.0, "median_s": 1.0, "min_s": 0.9, "max_s": 1.1, "times_s": [0.9, 1.0, 1.1]}
+    steady = {
+        "setting": "a",
+        "speedup": 1.0,
+        "median_s": 1.0,
+        "min_s": 0.9,
+        "max_s": 1.1,
+        "times_s": [0.9, 1.0, 1.1],
+    }
     noisy = {**steady, "setting": "b", "max_s": 2.0, "times_s": [0.9, 1.0, 2.0]}
     cost = {**noisy, "setting": "c", "speedup": None}  # not compared with serial: ignored
     assert _common.noise_note([steady, cost]) is None

@@ -24,8 +24,9 @@ def _ref_outputs(net, params, X):
     for i, (w, b) in enumerate(zip(coefs, intercepts)):
         z = a @ w + b
         if i < len(coefs) - 1:
-            z = {"identity": z, "relu": np.maximum(z, 0), "tanh": np.tanh(z),
-                 "logistic": expit(z)}[net.activation]
+            z = {"identity": z, "relu": np.maximum(z, 0), "tanh": np.tanh(z), "logistic": expit(z)}[
+                net.activation
+            ]
         a = z
     return a  # output logits
 
@@ -41,12 +42,13 @@ def _ref_objective(net, params, X, Y, alpha):
         data = -np.sum(Y * np.log(p) + (1 - Y) * np.log(1 - p)) / n
     else:  # squared error summed over outputs (the gradient scikit-learn uses)
         data = 0.5 * np.sum((z - Y) ** 2) / n
-    w = params[:net.n_coef]
+    w = params[: net.n_coef]
     return data + 0.5 * alpha * np.dot(w, w) / n
 
 
-def _problem(out_activation, n_out, *, activation="tanh", hidden=(5, 4), n=7, seed=0,
-             dtype=np.float64):
+def _problem(
+    out_activation, n_out, *, activation="tanh", hidden=(5, 4), n=7, seed=0, dtype=np.float64
+):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, 3))
     if out_activation == "softmax":
@@ -55,8 +57,9 @@ def _problem(out_activation, n_out, *, activation="tanh", hidden=(5, 4), n=7, se
         Y = (rng.random((n, n_out)) < 0.5).astype(float)
     else:
         Y = rng.standard_normal((n, n_out))
-    net = Network([3, *hidden, n_out], activation=activation, out_activation=out_activation,
-                  dtype=dtype)
+    net = Network(
+        [3, *hidden, n_out], activation=activation, out_activation=out_activation, dtype=dtype
+    )
     net.init_glorot(rng)
     net.params += 0.1 * rng.standard_normal(net.n_params).astype(dtype)  # nonzero biases
     return net, X.astype(dtype), Y.astype(dtype)
@@ -97,7 +100,7 @@ def test_reported_loss_follows_sklearn_conventions(out_activation, n_out):
         data = -np.mean(Y * np.log(p) + (1 - Y) * np.log(1 - p), axis=0).sum()
     else:  # squared_loss: half the mean over samples *and* outputs
         data = 0.5 * np.mean((Y - z) ** 2, axis=0).mean()
-    w = net.params[:net.n_coef]
+    w = net.params[: net.n_coef]
     assert loss == pytest.approx(data + 0.5 * alpha * np.dot(w, w) / n, rel=1e-12)
 
 
@@ -109,8 +112,13 @@ def test_sgd_step_applies_the_full_gradient_with_l2():
     before = net.params.copy()
     grad = np.empty(net.n_params)
     opt = SGD(net.n_params, net.dtype, learning_rate_init=1.0, momentum=0.0)
-    step = build_step(net, Workspace(net, len(X)), grad, alpha=alpha,
-                      update=opt.bind(net.params, grad, net.n_coef))
+    step = build_step(
+        net,
+        Workspace(net, len(X)),
+        grad,
+        alpha=alpha,
+        update=opt.bind(net.params, grad, net.n_coef),
+    )
     loss = step(X, X.T, Y, Y.reshape(-1))
     np.testing.assert_allclose(before - net.params, grad_ref, rtol=1e-10, atol=1e-14)
     assert loss == pytest.approx(_ref_objective(net, before, X, Y, alpha), rel=1e-12)
@@ -174,9 +182,15 @@ def test_logistic_agrees_with_scipy_expit(dtype, rtol):
     """The engine's NumPy logistic against scipy's expit: a few ulps apart
     everywhere, relative error included, and saturated to exactly 0 and 1."""
     rng = np.random.default_rng(0)
-    x = np.concatenate([rng.standard_normal(20_000) * 4, rng.uniform(-800, 800, 20_000),
-                        np.linspace(-120, 120, 4001), [0.0, -0.0, 1e-30, -1e-30],
-                        [np.finfo(dtype).max, -np.finfo(dtype).max]]).astype(dtype)
+    x = np.concatenate(
+        [
+            rng.standard_normal(20_000) * 4,
+            rng.uniform(-800, 800, 20_000),
+            np.linspace(-120, 120, 4001),
+            [0.0, -0.0, 1e-30, -1e-30],
+            [np.finfo(dtype).max, -np.finfo(dtype).max],
+        ]
+    ).astype(dtype)
     expected = expit(x)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no overflow warning for large negative x
@@ -194,8 +208,7 @@ def test_logistic_agrees_with_scipy_expit(dtype, rtol):
 
 
 def test_forward_with_logistic_units_is_quiet_for_large_inputs():
-    net = Network([2, 3, 1], activation="logistic", out_activation="logistic",
-                  dtype=np.float32)
+    net = Network([2, 3, 1], activation="logistic", out_activation="logistic", dtype=np.float32)
     net.params[:] = 50.0
     X = np.array([[-100.0, -100.0], [100.0, 100.0]], np.float32)
     with warnings.catch_warnings():
@@ -211,22 +224,33 @@ def _sklearn_optimizer(solver, params, **kw):
     from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
 
     if solver == "adam":
-        return AdamOptimizer(params, kw["learning_rate_init"], kw["beta_1"], kw["beta_2"],
-                             kw["epsilon"])
-    return SGDOptimizer(params, kw["learning_rate_init"], "constant", kw["momentum"],
-                        kw["nesterovs_momentum"])
+        return AdamOptimizer(
+            params, kw["learning_rate_init"], kw["beta_1"], kw["beta_2"], kw["epsilon"]
+        )
+    return SGDOptimizer(
+        params, kw["learning_rate_init"], "constant", kw["momentum"], kw["nesterovs_momentum"]
+    )
 
 
-@pytest.mark.parametrize("solver,extra", [
-    ("adam", {}),
-    ("adam", {"beta_1": 0.5, "beta_2": 0.9, "epsilon": 1e-3}),
-    ("sgd", {"momentum": 0.9, "nesterovs_momentum": True}),
-    ("sgd", {"momentum": 0.7, "nesterovs_momentum": False}),
-    ("sgd", {"momentum": 0.0, "nesterovs_momentum": True}),
-])
+@pytest.mark.parametrize(
+    "solver,extra",
+    [
+        ("adam", {}),
+        ("adam", {"beta_1": 0.5, "beta_2": 0.9, "epsilon": 1e-3}),
+        ("sgd", {"momentum": 0.9, "nesterovs_momentum": True}),
+        ("sgd", {"momentum": 0.7, "nesterovs_momentum": False}),
+        ("sgd", {"momentum": 0.0, "nesterovs_momentum": True}),
+    ],
+)
 def test_optimizer_matches_sklearn_update_rule(solver, extra):
-    hp = dict(learning_rate_init=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-8, momentum=0.9,
-              nesterovs_momentum=True)
+    hp = dict(
+        learning_rate_init=0.01,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        momentum=0.9,
+        nesterovs_momentum=True,
+    )
     hp.update(extra)
     rng = np.random.default_rng(0)
     net = Network([5, 4, 3], activation="relu", out_activation="softmax", dtype=np.float64)
@@ -243,7 +267,7 @@ def test_optimizer_matches_sklearn_update_rule(solver, extra):
         update(l2)
         coefs, intercepts = net.views(g.copy())
         # sklearn adds alpha * W / n to the coefficient gradients before updating.
-        coef_grads = [gc + l2 * w for gc, w in zip(coefs, theirs_params[:len(coefs)])]
+        coef_grads = [gc + l2 * w for gc, w in zip(coefs, theirs_params[: len(coefs)])]
         theirs.update_params(theirs_params, coef_grads + intercepts)
     flat_theirs = np.concatenate([p.ravel() for p in theirs_params])
     np.testing.assert_allclose(net.params, flat_theirs, rtol=1e-12, atol=1e-14)
@@ -263,7 +287,7 @@ def test_optimizer_chunks_cover_large_buffers_exactly():
     g2 = g.copy()
     g2[:n_coef] += np.float32(0.01) * p2[:n_coef]
     m = (1 - 0.9) * g2
-    v = (1 - 0.999) * g2 ** 2
+    v = (1 - 0.999) * g2**2
     lr = 0.1 * math.sqrt(1 - 0.999) / (1 - 0.9)
     p2 -= (lr * m / (np.sqrt(v) + 1e-8)).astype(np.float32)
     np.testing.assert_allclose(p1, p2, rtol=1e-5, atol=1e-6)
@@ -282,11 +306,25 @@ def test_solver_names():
 # -- the step: no allocations, no upcasts -------------------------------------
 
 
-def _training_step(activation, out_activation, *, n=256, hidden=(512,), n_features=64,
-                   n_out=10, dtype=np.float32, solver="adam", kernels=PLAIN_KERNELS):
+def _training_step(
+    activation,
+    out_activation,
+    *,
+    n=256,
+    hidden=(512,),
+    n_features=64,
+    n_out=10,
+    dtype=np.float32,
+    solver="adam",
+    kernels=PLAIN_KERNELS,
+):
     rng = np.random.default_rng(0)
-    net = Network([n_features, *hidden, n_out], activation=activation,
-                  out_activation=out_activation, dtype=dtype)
+    net = Network(
+        [n_features, *hidden, n_out],
+        activation=activation,
+        out_activation=out_activation,
+        dtype=dtype,
+    )
     net.init_glorot(rng)
     X = rng.standard_normal((n, n_features)).astype(dtype)
     if out_activation == "softmax":
@@ -295,20 +333,32 @@ def _training_step(activation, out_activation, *, n=256, hidden=(512,), n_featur
         Y = rng.standard_normal((n, n_out)).astype(dtype)
     grad = np.empty(net.n_params, dtype)
     opt = make_optimizer(solver, net.n_params, dtype, learning_rate_init=1e-3)
-    step = build_step(net, Workspace(net, n), grad, alpha=1e-4,
-                      update=opt.bind(net.params, grad, net.n_coef, kernels), kernels=kernels)
+    step = build_step(
+        net,
+        Workspace(net, n),
+        grad,
+        alpha=1e-4,
+        update=opt.bind(net.params, grad, net.n_coef, kernels),
+        kernels=kernels,
+    )
     args = (X, X.T, Y, Y.reshape(-1))
     return step, args, net, opt
 
 
-@pytest.mark.parametrize("activation,out_activation,solver", [
-    ("relu", "softmax", "adam"), ("tanh", "identity", "sgd"), ("logistic", "logistic", "adam"),
-])
+@pytest.mark.parametrize(
+    "activation,out_activation,solver",
+    [
+        ("relu", "softmax", "adam"),
+        ("tanh", "identity", "sgd"),
+        ("logistic", "logistic", "adam"),
+    ],
+)
 def test_steady_state_step_allocates_no_arrays(activation, out_activation, solver):
     # Every buffer of this model is >= 128 KiB (1024 x 32 x 4 bytes, the output
     # layer), so a temporary array anywhere in the step would show in the peak.
-    step, args, net, _ = _training_step(activation, out_activation, solver=solver, n=1024,
-                                        hidden=(512,), n_out=32)
+    step, args, net, _ = _training_step(
+        activation, out_activation, solver=solver, n=1024, hidden=(512,), n_out=32
+    )
     for _ in range(3):  # warm up (first-call caches inside NumPy/BLAS)
         step(*args)
     tracemalloc.start()
@@ -340,14 +390,18 @@ def test_step_kernels_see_one_dtype_only():
                 elif a is not None:
                     assert type(a) in (float, int), f"{f!r} got a {type(a)} operand"
             return f(*args, **kw)
+
         return call
 
     kernels = SimpleNamespace(**{k: checked(v) for k, v in vars(PLAIN_KERNELS).items()})
-    for activation, out_activation, solver in [("relu", "softmax", "adam"),
-                                               ("tanh", "logistic", "sgd"),
-                                               ("logistic", "identity", "adam")]:
-        step, args, net, opt = _training_step(activation, out_activation, solver=solver,
-                                              hidden=(16, 8), kernels=kernels)
+    for activation, out_activation, solver in [
+        ("relu", "softmax", "adam"),
+        ("tanh", "logistic", "sgd"),
+        ("logistic", "identity", "adam"),
+    ]:
+        step, args, net, opt = _training_step(
+            activation, out_activation, solver=solver, hidden=(16, 8), kernels=kernels
+        )
         for _ in range(3):
             loss = step(*args)
         assert isinstance(loss, float) and math.isfinite(loss)
@@ -391,17 +445,22 @@ def test_instrumented_step_counts_its_blas_calls(hidden, alpha):
     backward layer but the first (2), and the L2 penalty's dot."""
     timer = KernelTimer()
     rng = np.random.default_rng(0)
-    net = Network([6, *hidden, 3], activation="relu", out_activation="softmax",
-                  dtype=np.float32)
+    net = Network([6, *hidden, 3], activation="relu", out_activation="softmax", dtype=np.float32)
     net.init_glorot(rng)
     X = rng.standard_normal((32, 6)).astype(np.float32)
     Y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 32)]
     grad = np.empty(net.n_params, np.float32)
     opt = Adam(net.n_params, np.float32)
-    step = timer.time_step(build_step(net, Workspace(net, 32), grad, alpha=alpha,
-                                      update=opt.bind(net.params, grad, net.n_coef,
-                                                      timer.kernels),
-                                      kernels=timer.kernels))
+    step = timer.time_step(
+        build_step(
+            net,
+            Workspace(net, 32),
+            grad,
+            alpha=alpha,
+            update=opt.bind(net.params, grad, net.n_coef, timer.kernels),
+            kernels=timer.kernels,
+        )
+    )
     for _ in range(5):
         step(X, X.T, Y, Y.reshape(-1))
     n_layers = len(hidden) + 1

@@ -56,8 +56,7 @@ WORKER = textwrap.dedent("""
 
 def test_fit_and_score_import_numpy_only():
     code = WORKER.replace("{heavy}", repr(set(HEAVY)))
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stdout, done.stdout
 
@@ -90,8 +89,17 @@ def _assert_same_model(fitted, est, X_test):
         assert a.dtype == b.dtype and np.array_equal(a, b)
     assert fitted.loss_curve == est.loss_curve_
     assert fitted.validation_scores == est.validation_scores_
-    for name in ("n_iter", "t", "loss", "best_loss", "best_validation_score", "stop_reason",
-                 "n_outputs", "n_layers", "out_activation"):
+    for name in (
+        "n_iter",
+        "t",
+        "loss",
+        "best_loss",
+        "best_validation_score",
+        "stop_reason",
+        "n_outputs",
+        "n_layers",
+        "out_activation",
+    ):
         a, b = getattr(fitted, name), getattr(est, name + "_")
         assert a == b or (a != a and b != b), name
     np.testing.assert_array_equal(fitted.predict(X_test), est.predict(X_test))
@@ -104,9 +112,18 @@ def _assert_same_model(fitted, est, X_test):
 @pytest.mark.parametrize("task", ["multiclass", "binary", "regression"])
 def test_fit_mlp_trains_the_estimators_model(task, solver, early_stopping, activation):
     X, y, X_test = _data(task)
-    params = dict(hidden_layer_sizes=(7, 5), activation=activation, solver=solver,
-                  early_stopping=early_stopping, validation_fraction=0.2, batch_size=32,
-                  learning_rate_init=0.01, max_iter=12, n_iter_no_change=3, random_state=4)
+    params = dict(
+        hidden_layer_sizes=(7, 5),
+        activation=activation,
+        solver=solver,
+        early_stopping=early_stopping,
+        validation_fraction=0.2,
+        batch_size=32,
+        learning_rate_init=0.01,
+        max_iter=12,
+        n_iter_no_change=3,
+        random_state=4,
+    )
     kind = "regression" if task == "regression" else "classification"
     fitted = fit_mlp(X, y, task=kind, **params)
     est = (MLPRegressor if kind == "regression" else MLPClassifier)(**params).fit(X, y)
@@ -120,8 +137,9 @@ def test_fit_mlp_trains_the_estimators_model(task, solver, early_stopping, activ
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_fit_mlp_matches_in_float64_with_defaults_and_instrumented():
     X, y, X_test = _data("multiclass", seed=1)
-    fitted = fit_mlp(X, y, task="classification", dtype="float64", max_iter=5,
-                     random_state=2, instrument=True)
+    fitted = fit_mlp(
+        X, y, task="classification", dtype="float64", max_iter=5, random_state=2, instrument=True
+    )
     est = MLPClassifier(dtype="float64", max_iter=5, random_state=2, instrument=True).fit(X, y)
     _assert_same_model(fitted, est, X_test)
     assert fitted.fit_stats.keys() == est.fit_stats_.keys()
@@ -130,8 +148,16 @@ def test_fit_mlp_matches_in_float64_with_defaults_and_instrumented():
 
 def test_fitted_mlp_predicts_scores_and_pickles():
     X, y, X_test = _data("multiclass")
-    fitted = fit_mlp(X, y, task="classification", hidden_layer_sizes=(16,), max_iter=30,
-                     learning_rate_init=0.01, random_state=0, warn_max_iter=False)
+    fitted = fit_mlp(
+        X,
+        y,
+        task="classification",
+        hidden_layer_sizes=(16,),
+        max_iter=30,
+        learning_rate_init=0.01,
+        random_state=0,
+        warn_max_iter=False,
+    )
     assert isinstance(fitted, FittedMLP)
     assert list(fitted.classes) == ["ant", "bee", "cat", "dog"]
     assert set(fitted.predict(X_test)) <= set(fitted.classes)
@@ -144,12 +170,26 @@ def test_fitted_mlp_predicts_scores_and_pickles():
     np.testing.assert_array_equal(restored.predict_proba(X_test), proba)
     assert "coefs" not in repr(fitted)  # the repr stays one readable line
 
-    single = fit_mlp(X, np.full(143, "only"), task="classification", hidden_layer_sizes=(4,),
-                     max_iter=2, random_state=0, warn_max_iter=False)
+    single = fit_mlp(
+        X,
+        np.full(143, "only"),
+        task="classification",
+        hidden_layer_sizes=(4,),
+        max_iter=2,
+        random_state=0,
+        warn_max_iter=False,
+    )
     assert list(single.predict(X_test[:3])) == ["only"] * 3
 
-    reg = fit_mlp(X, y == "ant", task="regression", hidden_layer_sizes=(4,), max_iter=2,
-                  random_state=0, warn_max_iter=False)
+    reg = fit_mlp(
+        X,
+        y == "ant",
+        task="regression",
+        hidden_layer_sizes=(4,),
+        max_iter=2,
+        random_state=0,
+        warn_max_iter=False,
+    )
     with pytest.raises(AttributeError, match="only available for task='classification'"):
         reg.predict_proba(X)
     assert reg.predict(X_test).shape == (31,)
@@ -161,16 +201,25 @@ def test_fit_mlp_warns_with_sklearns_category_where_sklearn_is_loaded():
         fit_mlp(X, y, task="classification", hidden_layer_sizes=(4,), max_iter=2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fit_mlp(X, y, task="classification", hidden_layer_sizes=(4,), max_iter=2,
-                warn_max_iter=False)
+        fit_mlp(
+            X, y, task="classification", hidden_layer_sizes=(4,), max_iter=2, warn_max_iter=False
+        )
 
 
 def test_fit_mlp_diverges_quietly_and_scores_nan():
     X, y, _ = _data("regression")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        reg = fit_mlp(X, y * 1e4, task="regression", solver="sgd", learning_rate_init=10.0,
-                      hidden_layer_sizes=(32,), max_iter=50, random_state=0)
+        reg = fit_mlp(
+            X,
+            y * 1e4,
+            task="regression",
+            solver="sgd",
+            learning_rate_init=10.0,
+            hidden_layer_sizes=(32,),
+            max_iter=50,
+            random_state=0,
+        )
         assert np.isnan(reg.score(X, y))
     assert reg.stop_reason == "diverged"
 
@@ -179,41 +228,70 @@ X6 = np.arange(12.0).reshape(6, 2)
 Y6 = np.array([0, 1, 0, 1, 0, 1])
 
 BAD_CALLS = [
-    (dict(task="clustering"), ValueError,
-     "task must be one of 'classification', 'regression', got 'clustering'"),
-    (dict(hidden_layer_sizes=(8, 0)), ValueError,
-     "hidden_layer_sizes must be positive integers, got (8, 0)"),
-    (dict(activation="softplus"), ValueError,
-     "activation must be one of 'identity', 'logistic', 'relu', 'tanh', got 'softplus'"),
+    (
+        dict(task="clustering"),
+        ValueError,
+        "task must be one of 'classification', 'regression', got 'clustering'",
+    ),
+    (
+        dict(hidden_layer_sizes=(8, 0)),
+        ValueError,
+        "hidden_layer_sizes must be positive integers, got (8, 0)",
+    ),
+    (
+        dict(activation="softplus"),
+        ValueError,
+        "activation must be one of 'identity', 'logistic', 'relu', 'tanh', got 'softplus'",
+    ),
     (dict(solver="lbfgs"), ValueError, "solver must be one of 'adam', 'sgd', got 'lbfgs'"),
-    (dict(dtype="float16"), ValueError,
-     "dtype must be one of 'float32', 'float64', got 'float16'"),
+    (dict(dtype="float16"), ValueError, "dtype must be one of 'float32', 'float64', got 'float16'"),
     (dict(alpha=-1.0), ValueError, "alpha must be a float >= 0, got -1.0"),
     (dict(batch_size=0), ValueError, "batch_size must be 'auto' or an int >= 1, got 0"),
     (dict(max_iter=2.5), ValueError, "max_iter must be an int >= 1, got 2.5"),
-    (dict(validation_fraction=1.0), ValueError,
-     "validation_fraction must be a float in (0, 1), got 1.0"),
+    (
+        dict(validation_fraction=1.0),
+        ValueError,
+        "validation_fraction must be a float in (0, 1), got 1.0",
+    ),
     (dict(n_iter_no_change=0), ValueError, "n_iter_no_change must be an int >= 1 or np.inf"),
     (dict(max_time=0), ValueError, "max_time must be None or a float > 0 (seconds), got 0"),
-    (dict(random_state=np.random.RandomState(0)), ValueError,
-     "random_state must be None, an int >= 0 or a numpy.random.Generator"),
+    (
+        dict(random_state=np.random.RandomState(0)),
+        ValueError,
+        "random_state must be None, an int >= 0 or a numpy.random.Generator",
+    ),
     (dict(shuffle="yes"), ValueError, "shuffle must be True or False, got 'yes'"),
-    (dict(X=np.arange(6.0)), ValueError,
-     "X must be a 2-D array of shape (n_samples, n_features), got shape (6,)"),
+    (
+        dict(X=np.arange(6.0)),
+        ValueError,
+        "X must be a 2-D array of shape (n_samples, n_features), got shape (6,)",
+    ),
     (dict(X=np.full((6, 2), "a")), TypeError, "X must be numeric, got dtype <U1"),
     (dict(X=np.where(X6 > 10, np.nan, X6)), ValueError, "X contains NaN or infinity"),
     (dict(X=np.ones((6, 0))), ValueError, "X has shape (6, 0); it needs at least one sample"),
     (dict(y=Y6[:5]), ValueError, "X and y have different numbers of samples: 6 and 5"),
     (dict(y=Y6 + 0.5), ValueError, "got floats that are not whole numbers"),
     (dict(y=np.eye(2)[Y6]), ValueError, "task='classification' takes 1-D class labels"),
-    (dict(task="regression", y=np.array(list("abcdef"))), TypeError,
-     "regression targets must be numeric, got dtype <U1"),
-    (dict(task="regression", y=np.where(Y6 > 0, np.inf, 0.0)), ValueError,
-     "y contains NaN or infinity"),
-    (dict(early_stopping=True, validation_fraction=0.1), ValueError,
-     "The test_size = 1 should be greater or equal to the number of classes = 2"),
-    (dict(task="regression", early_stopping=True, validation_fraction=0.1), ValueError,
-     "the validation set has 1 sample(s), too few for early stopping"),
+    (
+        dict(task="regression", y=np.array(list("abcdef"))),
+        TypeError,
+        "regression targets must be numeric, got dtype <U1",
+    ),
+    (
+        dict(task="regression", y=np.where(Y6 > 0, np.inf, 0.0)),
+        ValueError,
+        "y contains NaN or infinity",
+    ),
+    (
+        dict(early_stopping=True, validation_fraction=0.1),
+        ValueError,
+        "The test_size = 1 should be greater or equal to the number of classes = 2",
+    ),
+    (
+        dict(task="regression", early_stopping=True, validation_fraction=0.1),
+        ValueError,
+        "the validation set has 1 sample(s), too few for early stopping",
+    ),
 ]
 
 
@@ -225,10 +303,12 @@ def test_bad_calls(kwargs, error, message):
 
 
 def test_predict_checks_its_input():
-    fitted = fit_mlp(X6, Y6, task="classification", hidden_layer_sizes=(3,), max_iter=1,
-                     warn_max_iter=False)
-    with pytest.raises(ValueError, match=re.escape("X has 3 features, but the model was "
-                                                   "fitted on 2")):
+    fitted = fit_mlp(
+        X6, Y6, task="classification", hidden_layer_sizes=(3,), max_iter=1, warn_max_iter=False
+    )
+    with pytest.raises(
+        ValueError, match=re.escape("X has 3 features, but the model was fitted on 2")
+    ):
         fitted.predict(np.ones((2, 3)))
 
 
@@ -242,7 +322,7 @@ def test_r2_score_is_sklearns():
         for n_outputs in (1, 3):
             for case in range(40):
                 n = int(rng.integers(2, 80))
-                y_true = (rng.standard_normal((n, n_outputs)) * 10.0 ** rng.uniform(-3, 3))
+                y_true = rng.standard_normal((n, n_outputs)) * 10.0 ** rng.uniform(-3, 3)
                 y_true = y_true.astype(dtype)
                 y_pred = (y_true + rng.standard_normal((n, n_outputs))).astype(dtype)
                 if case % 4 == 0:
@@ -277,8 +357,12 @@ def test_output_score_decodes_as_label_binarizer_does(kind):
     LabelBinarizer decodes from them (what the estimators computed before)."""
     rng = np.random.default_rng(2)
     n = 57
-    y = {"multiclass": rng.integers(0, 4, n), "binary": rng.integers(0, 2, n),
-         "multilabel": (rng.random((n, 3)) < 0.5).astype(int), "single": np.zeros(n, int)}[kind]
+    y = {
+        "multiclass": rng.integers(0, 4, n),
+        "binary": rng.integers(0, 2, n),
+        "multilabel": (rng.random((n, 3)) < 0.5).astype(int),
+        "single": np.zeros(n, int),
+    }[kind]
     lb = LabelBinarizer().fit(y)
     Y = lb.transform(y).astype(np.float32)
     P = rng.random(Y.shape).astype(np.float32)
@@ -301,13 +385,17 @@ def test_output_score_decodes_as_label_binarizer_does(kind):
 @pytest.mark.parametrize("balance", [None, "even", "skewed", "four_classes"])
 def test_validation_split_is_train_test_splits(n_samples, fraction, balance):
     rng = np.random.default_rng(n_samples)
-    labels = {None: None, "even": np.arange(n_samples) % 2,
-              "skewed": (rng.random(n_samples) < 0.2).astype(np.float32),
-              "four_classes": rng.integers(0, 4, n_samples)}[balance]
-    for seed in (0, 7, 2 ** 32 - 1):
+    labels = {
+        None: None,
+        "even": np.arange(n_samples) % 2,
+        "skewed": (rng.random(n_samples) < 0.2).astype(np.float32),
+        "four_classes": rng.integers(0, 4, n_samples),
+    }[balance]
+    for seed in (0, 7, 2**32 - 1):
         try:
-            expected = train_test_split(np.arange(n_samples), test_size=fraction,
-                                        random_state=seed, stratify=labels)
+            expected = train_test_split(
+                np.arange(n_samples), test_size=fraction, random_state=seed, stratify=labels
+            )
         except ValueError as error:  # too few samples of a class, or empty sets
             with pytest.raises(ValueError, match=re.escape(str(error))):
                 validation_split(n_samples, fraction, seed, labels)
@@ -324,8 +412,7 @@ def test_stratified_split_on_the_old_2d_targets():
     for n, share in [(40, 0.5), (97, 0.1), (200, 0.3)]:
         Y = (rng.random((n, 1)) < share).astype(np.float32)
         for seed in (1, 99):
-            expected = train_test_split(np.arange(n), test_size=0.2, random_state=seed,
-                                        stratify=Y)
+            expected = train_test_split(np.arange(n), test_size=0.2, random_state=seed, stratify=Y)
             got = validation_split(n, 0.2, seed, Y[:, 0])
             for a, b in zip(got, expected):
                 np.testing.assert_array_equal(a, b)

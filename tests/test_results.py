@@ -13,14 +13,32 @@ import pytest
 from mlpar.results import JOURNAL_VERSION, Journal, SweepResult, TrialRow, read_journal
 from mlpar.space import trial_key
 
-HEADER = {"fn": "m.fn", "trials": "abc", "random_state": 0, "seeds": 2, "n_iter": None, "error_score": math.nan}
+HEADER = {
+    "fn": "m.fn",
+    "trials": "abc",
+    "random_state": 0,
+    "seeds": 2,
+    "n_iter": None,
+    "error_score": math.nan,
+}
 
 
 def make_row(index, params, repeat=0, status="ok", **metrics):
     return TrialRow(
-        key=trial_key(params, repeat), index=index, params=params, repeat=repeat,
-        seed=index, status=status, metrics=metrics, wall_time=0.1, started_at=100.0 + index,
-        ended_at=100.5 + index, backend="serial", n_jobs=1, blas_threads=1, blas_threads_seen=1,
+        key=trial_key(params, repeat),
+        index=index,
+        params=params,
+        repeat=repeat,
+        seed=index,
+        status=status,
+        metrics=metrics,
+        wall_time=0.1,
+        started_at=100.0 + index,
+        ended_at=100.5 + index,
+        backend="serial",
+        n_jobs=1,
+        blas_threads=1,
+        blas_threads_seen=1,
     )
 
 
@@ -95,7 +113,10 @@ def test_best(result):
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda r: r.best("nope"), "no trial reported metric 'nope'; the metrics are ['acc', 'loss']"),
+        (
+            lambda r: r.best("nope"),
+            "no trial reported metric 'nope'; the metrics are ['acc', 'loss']",
+        ),
         (lambda r: r.best("acc", mode="up"), "mode must be 'max' or 'min', got 'up'"),
         (lambda r: r.summary(mode={"nope": "min"}), "mode names unknown metrics ['nope']"),
         (lambda r: r.summary(mode="best"), "mode must be 'max' or 'min', got 'best'"),
@@ -117,7 +138,9 @@ def test_to_pandas(result):
     frame = result.to_pandas()
     assert len(frame) == 6
     assert list(frame.columns[:5]) == ["key", "index", "repeat", "seed", "status"]
-    assert {"param_lr", "param_extra", "metric_acc", "metric_loss", "blas_threads_seen"} <= set(frame.columns)
+    assert {"param_lr", "param_extra", "metric_acc", "metric_loss", "blas_threads_seen"} <= set(
+        frame.columns
+    )
     assert frame["metric_acc"].iloc[2] == 0.9
 
 
@@ -210,7 +233,9 @@ def test_corrupt_line_in_the_middle_is_an_error(tmp_path):
         read_journal(path)
 
 
-@pytest.mark.parametrize("field, value", [("fn", "m.other"), ("trials", "xyz"), ("random_state", 1), ("seeds", 3)])
+@pytest.mark.parametrize(
+    "field, value", [("fn", "m.other"), ("trials", "xyz"), ("random_state", 1), ("seeds", 3)]
+)
 def test_resume_refuses_another_sweep(tmp_path, field, value):
     path = tmp_path / "j.jsonl"
     Journal.open(path, HEADER)[0].close()
@@ -270,7 +295,12 @@ KINDS = {"kind": ["ok", "nan", "inf", "-inf", "raise"]}
 def check_non_finite_rows(result):
     by_kind = {row.params["kind"]: row for row in result}
     assert {k: r.status for k, r in by_kind.items()} == {
-        "ok": "ok", "nan": "diverged", "inf": "diverged", "-inf": "diverged", "raise": "failed"}
+        "ok": "ok",
+        "nan": "diverged",
+        "inf": "diverged",
+        "-inf": "diverged",
+        "raise": "failed",
+    }
     assert math.isnan(by_kind["nan"].metrics["loss"])
     assert by_kind["inf"].metrics["loss"] == math.inf
     assert by_kind["-inf"].metrics["curve"] == [0.5, -math.inf]
@@ -287,7 +317,12 @@ def test_every_journal_line_is_strict_json_and_non_finite_values_round_trip(tmp_
     lines = strict_lines(path)
     assert lines[0]["error_score"] == "NaN"
     assert [line["metrics"].get("loss") for line in lines[1:]] == [
-        0.5, "NaN", "Infinity", "-Infinity", None]
+        0.5,
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        None,
+    ]
     check_non_finite_rows(ran)
     check_non_finite_rows(SweepResult.from_journal(path))
     # Resuming a finished journal runs nothing and reads the same rows back.
@@ -308,15 +343,18 @@ def test_text_fields_are_never_read_as_floats(tmp_path):
 
 def write_version_1(path, rows):
     """A journal as mlpar wrote it before strict JSON: bare NaN and Infinity."""
-    lines = [{"type": "header", "version": 1, "created_at": "2026-01-01T00:00:00+00:00",
-              **HEADER}] + [{"type": "trial", **row.to_dict()} for row in rows]
+    lines = [
+        {"type": "header", "version": 1, "created_at": "2026-01-01T00:00:00+00:00", **HEADER}
+    ] + [{"type": "trial", **row.to_dict()} for row in rows]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert "NaN" in path.read_text() and "Infinity" in path.read_text()
 
 
-OLD_ROWS = [make_row(0, {"i": 0}, status="diverged", loss=math.nan),
-            make_row(1, {"i": 1}, status="diverged", loss=math.inf),
-            make_row(2, {"i": 2}, acc=0.5, loss=0.1)]
+OLD_ROWS = [
+    make_row(0, {"i": 0}, status="diverged", loss=math.nan),
+    make_row(1, {"i": 1}, status="diverged", loss=math.inf),
+    make_row(2, {"i": 2}, acc=0.5, loss=0.1),
+]
 
 
 def test_version_1_journals_with_bare_nan_are_still_read(tmp_path):
@@ -338,8 +376,7 @@ def test_resuming_a_version_1_journal_rewrites_it_strict(tmp_path):
         journal.append(make_row(3, {"i": 3}, status="diverged", loss=-math.inf))
     lines = strict_lines(path)
     assert lines[0]["version"] == 2 and lines[0]["created_at"] == "2026-01-01T00:00:00+00:00"
-    assert [line["metrics"]["loss"] for line in lines[1:]] == [
-        "NaN", "Infinity", 0.1, "-Infinity"]
+    assert [line["metrics"]["loss"] for line in lines[1:]] == ["NaN", "Infinity", 0.1, "-Infinity"]
     rows = read_journal(path)[1]
     assert rows[1:3] == OLD_ROWS[1:3] and rows[0].key == OLD_ROWS[0].key
     assert math.isnan(rows[0].metrics["loss"]) and rows[3].metrics["loss"] == -math.inf
@@ -348,9 +385,13 @@ def test_resuming_a_version_1_journal_rewrites_it_strict(tmp_path):
 def test_a_journal_of_a_newer_version_is_refused(tmp_path):
     path = tmp_path / "new.jsonl"
     path.write_text(json.dumps({"type": "header", "version": 3, **HEADER}, default=str) + "\n")
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
             f"{path}: journal version 3 is not supported (this mlpar reads versions 1, 2); "
-            f"it was written by a newer mlpar")):
+            f"it was written by a newer mlpar"
+        ),
+    ):
         read_journal(path)
 
 
@@ -392,8 +433,9 @@ def test_journal_follower_reports_rows_as_they_land(tmp_path):
     assert re.fullmatch(r"sweep: 2/4 trials, 1 not ok, \d+ s elapsed, ETA \d+ s", last.line())
 
 
-@pytest.mark.parametrize("seconds, text", [(0.4, "0 s"), (59.6, "1 min 00 s"),
-                                           (185, "3 min 05 s"), (7620, "2 h 07 min")])
+@pytest.mark.parametrize(
+    "seconds, text", [(0.4, "0 s"), (59.6, "1 min 00 s"), (185, "3 min 05 s"), (7620, "2 h 07 min")]
+)
 def test_durations_read_as_people_write_them(seconds, text):
     from mlpar.results import duration
 

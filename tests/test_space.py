@@ -46,12 +46,11 @@ def test_key_distinguishes_types_and_values():
 
 def test_key_is_the_same_in_another_python_process():
     # A different hash seed: a key built on hash() would differ.
-    code = (
-        "from mlpar.space import trial_key; "
-        "print(trial_key({'lr': 0.1, 'hidden': (32, 32)}))"
-    )
+    code = "from mlpar.space import trial_key; print(trial_key({'lr': 0.1, 'hidden': (32, 32)}))"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
     assert out.stdout.strip() == KNOWN_KEY
 
 
@@ -81,7 +80,9 @@ def test_grid_follows_parameter_grid_with_repeats_adjacent():
 def test_list_of_grids_is_a_union():
     trials = expand_space([{"kind": ["a"], "x": [1, 2]}, {"kind": ["b"], "y": [3]}])
     assert [t.params for t in trials] == [
-        {"kind": "a", "x": 1}, {"kind": "a", "x": 2}, {"kind": "b", "y": 3},
+        {"kind": "a", "x": 1},
+        {"kind": "a", "x": 2},
+        {"kind": "b", "y": 3},
     ]
 
 
@@ -130,17 +131,37 @@ def test_canonical_json():
         ({}, {}, ValueError, "space is empty; give at least one parameter"),
         ([], {}, ValueError, "space is an empty list"),
         ({"x": []}, {}, ValueError, "space['x'] is an empty list"),
-        ({"x": 0.1}, {}, TypeError, "space['x'] must be a list of candidates or a scipy.stats distribution, got 0.1 (float); wrap a single value in a list: [0.1]"),
+        (
+            {"x": 0.1},
+            {},
+            TypeError,
+            "space['x'] must be a list of candidates or a scipy.stats distribution, got 0.1 (float); wrap a single value in a list: [0.1]",
+        ),
         ({"x": "abc"}, {}, TypeError, "space['x'] must be a list of candidates"),
         ("x", {}, TypeError, "space must be a dict of parameter lists or distributions"),
         ([{"x": [1]}, 3], {}, TypeError, "space[1] must be a dict, got int"),
         ({1: [1]}, {}, TypeError, "parameter names must be str"),
         ({"x": [object()]}, {}, TypeError, "space['x'] must be JSON-compatible"),
-        ({"lr": loguniform(1e-3, 1)}, {}, ValueError, "space holds distributions (lr) but n_iter is None"),
+        (
+            {"lr": loguniform(1e-3, 1)},
+            {},
+            ValueError,
+            "space holds distributions (lr) but n_iter is None",
+        ),
         ({"x": [1]}, {"n_iter": 0}, ValueError, "n_iter must be a positive integer or None, got 0"),
         ({"x": [1]}, {"seeds": 0}, ValueError, "seeds must be a positive integer, got 0"),
-        ({"x": [1]}, {"random_state": None}, ValueError, "random_state must be a non-negative integer, got None"),
-        ({"x": [1]}, {"random_state": -1}, ValueError, "random_state must be a non-negative integer"),
+        (
+            {"x": [1]},
+            {"random_state": None},
+            ValueError,
+            "random_state must be a non-negative integer, got None",
+        ),
+        (
+            {"x": [1]},
+            {"random_state": -1},
+            ValueError,
+            "random_state must be a non-negative integer",
+        ),
     ],
 )
 def test_errors(space, kwargs, error, message):
@@ -148,11 +169,14 @@ def test_errors(space, kwargs, error, message):
         expand_space(space, **kwargs)
 
 
-@pytest.mark.parametrize("space", [
-    {"lr": [0.1, 0.01], "hidden": [[8], [16, 16]], "alpha": [0.0]},
-    [{"b": [1, 2], "a": ["x", "y", "z"]}, {"c": [True]}, {}],
-    {"z": [3, 1, 2]},
-])
+@pytest.mark.parametrize(
+    "space",
+    [
+        {"lr": [0.1, 0.01], "hidden": [[8], [16, 16]], "alpha": [0.0]},
+        [{"b": [1, 2], "a": ["x", "y", "z"]}, {"c": [True]}, {}],
+        {"z": [3, 1, 2]},
+    ],
+)
 def test_grid_order_is_scikit_learns(space):
     from sklearn.model_selection import ParameterGrid
 

@@ -7,14 +7,17 @@ import pytest
 from mlpar.cli import main
 
 
-@pytest.mark.parametrize("value, rc, message", [
-    ("3", 0, None),
-    ("auto", 0, None),
-    ("none", 0, None),
-    ("0", 2, "execution.stack must be a positive integer, auto or null, got 0 (int)"),
-    ("many", 2, "execution.stack must be a positive integer, auto or null, got 'many' (str)"),
-    ("1.5", 2, "execution.stack must be a positive integer, auto or null, got 1.5 (float)"),
-])
+@pytest.mark.parametrize(
+    "value, rc, message",
+    [
+        ("3", 0, None),
+        ("auto", 0, None),
+        ("none", 0, None),
+        ("0", 2, "execution.stack must be a positive integer, auto or null, got 0 (int)"),
+        ("many", 2, "execution.stack must be a positive integer, auto or null, got 'many' (str)"),
+        ("1.5", 2, "execution.stack must be a positive integer, auto or null, got 1.5 (float)"),
+    ],
+)
 def test_stack_flag(tiny, tmp_path, capsys, value, rc, message):
     run_dir = tmp_path / "run"
     code = main(["run", str(tiny), "--stack", value, "--no-progress", "--run-dir", str(run_dir)])
@@ -36,5 +39,7 @@ def test_stack_in_yaml_is_validated(tmp_path, capsys):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("name: b\ndata: {dataset: iris}\nexecution: {stack: -1}\n")
     assert main(["validate", str(cfg)]) == 2
-    assert "execution.stack must be a positive integer, auto or null, got -1" in \
-        capsys.readouterr().err
+    assert (
+        "execution.stack must be a positive integer, auto or null, got -1"
+        in capsys.readouterr().err
+    )

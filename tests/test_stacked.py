@@ -61,7 +61,7 @@ def _data(task, n=70, n_features=6, seed=0):
     if task == "multilabel":
         y = rng.integers(0, 2, (n, 3))
         return X, y, y.astype(np.float32), "logistic"
-    y = (X[:, :2] @ np.array([[1.0, -2.0], [0.5, 1.0]]) + 0.1 * rng.standard_normal((n, 2)))
+    y = X[:, :2] @ np.array([[1.0, -2.0], [0.5, 1.0]]) + 0.1 * rng.standard_normal((n, 2))
     return X, y, y.astype(np.float32), "identity"
 
 
@@ -152,32 +152,37 @@ def test_stacked_logistic_is_the_engines():
 def test_a_diverging_member_is_masked_out_and_the_others_match(solver):
     # Adam's steps are about learning_rate each: it needs a far larger rate to overflow.
     huge = {"sgd": 1e4, "adam": 1e25}[solver]
-    members = [dict(random_state=0, learning_rate_init=1e-3),
-               dict(random_state=1, learning_rate_init=huge, alpha=0.0),  # diverges
-               dict(random_state=2, learning_rate_init=3e-3)]
+    members = [
+        dict(random_state=0, learning_rate_init=1e-3),
+        dict(random_state=1, learning_rate_init=huge, alpha=0.0),  # diverges
+        dict(random_state=2, learning_rate_init=3e-3),
+    ]
     options = dict(solver=solver, activation="tanh", max_iter=20)
     results = _stacked("regression", members, **options)
     assert results[1].stop_reason == "diverged"
     assert results[1].n_iter < 20
     assert results[1].n_steps < results[0].n_steps
     for member, r in zip(members, results):
-        _assert_same(_alone("regression", member, **options), r,
-                     diverged=r.stop_reason == "diverged")
+        _assert_same(
+            _alone("regression", member, **options), r, diverged=r.stop_reason == "diverged"
+        )
     # Each on the single engine (stacks of one): the same record, steps included.
     alone = _stacked("regression", members, max_stack=1, **options)
     assert [(r.n_steps, r.t, r.stop_reason) for r in alone] == [
-        (r.n_steps, r.t, r.stop_reason) for r in results]
+        (r.n_steps, r.t, r.stop_reason) for r in results
+    ]
 
 
 def test_each_member_converges_on_its_own_rule():
-    members = [dict(random_state=0, tol=0.0, n_iter_no_change=100),  # runs out max_iter
-               dict(random_state=1, learning_rate_init=0.05, tol=1e-2, n_iter_no_change=2),
-               dict(random_state=2, learning_rate_init=0.02, tol=2e-2),  # the stack's n_iter
-               dict(random_state=3, learning_rate_init=0.05, tol=0.05, n_iter_no_change=1)]
+    members = [
+        dict(random_state=0, tol=0.0, n_iter_no_change=100),  # runs out max_iter
+        dict(random_state=1, learning_rate_init=0.05, tol=1e-2, n_iter_no_change=2),
+        dict(random_state=2, learning_rate_init=0.02, tol=2e-2),  # the stack's n_iter
+        dict(random_state=3, learning_rate_init=0.05, tol=0.05, n_iter_no_change=1),
+    ]
     options = dict(solver="sgd", activation="tanh", max_iter=60, n_iter_no_change=4)
     results = _stacked("multiclass", members, **options)
-    assert [r.stop_reason for r in results] == ["max_iter", "converged", "converged",
-                                                "converged"]
+    assert [r.stop_reason for r in results] == ["max_iter", "converged", "converged", "converged"]
     assert len({r.n_iter for r in results}) == 4  # stopped at four different epochs
     for member, r in zip(members, results):
         _assert_same(_alone("multiclass", member, **options), r)
@@ -185,8 +190,7 @@ def test_each_member_converges_on_its_own_rule():
 
 def test_max_time_stops_every_model_after_the_minibatch_it_runs_out_in():
     results = _stacked("multiclass", MEMBERS, max_time=1e-9)
-    assert {(r.stop_reason, r.n_iter, r.n_steps, r.t) for r in results} == {("max_time", 1, 1,
-                                                                              16)}
+    assert {(r.stop_reason, r.n_iter, r.n_steps, r.t) for r in results} == {("max_time", 1, 1, 16)}
     for member, r in zip(MEMBERS, results):
         _assert_same(_alone("multiclass", member, max_time=1e-9), r)
 
@@ -194,24 +198,29 @@ def test_max_time_stops_every_model_after_the_minibatch_it_runs_out_in():
 # -- what else a fit can vary ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("options", [
-    dict(shuffle=False),
-    dict(batch_size="auto"),
-    dict(batch_size=70),  # one minibatch per epoch
-    dict(batch_size=1, max_iter=2),  # 1-row products: GEMV paths
-    dict(hidden_layer_sizes=()),  # no hidden layer
-    dict(dtype="float64", hidden_layer_sizes=(256, 128), max_iter=2),  # several chunks
-    dict(hidden_layer_sizes=(256, 256), max_iter=2),  # float32, several chunks
-    dict(solver="sgd", hidden_layer_sizes=(256, 256), max_iter=2),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(shuffle=False),
+        dict(batch_size="auto"),
+        dict(batch_size=70),  # one minibatch per epoch
+        dict(batch_size=1, max_iter=2),  # 1-row products: GEMV paths
+        dict(hidden_layer_sizes=()),  # no hidden layer
+        dict(dtype="float64", hidden_layer_sizes=(256, 128), max_iter=2),  # several chunks
+        dict(hidden_layer_sizes=(256, 256), max_iter=2),  # float32, several chunks
+        dict(solver="sgd", hidden_layer_sizes=(256, 256), max_iter=2),
+    ],
+)
 def test_options_shared_by_the_stack(options):
     results = _stacked("multiclass", MEMBERS, **options)
     for member, r in zip(MEMBERS, results):
         _assert_same(_alone("multiclass", member, **options), r)
 
 
-@pytest.mark.parametrize("max_stack,sizes", [(1, [1, 1, 1, 1]), (3, [2, 2, 2, 2]),
-                                             (None, [4, 4, 4, 4]), ("auto", [4, 4, 4, 4])])
+@pytest.mark.parametrize(
+    "max_stack,sizes",
+    [(1, [1, 1, 1, 1]), (3, [2, 2, 2, 2]), (None, [4, 4, 4, 4]), ("auto", [4, 4, 4, 4])],
+)
 def test_stacks_split_by_max_stack_give_the_same_models(max_stack, sizes):
     # max_stack=1: every member on the single engine; 3: two stacks of two.
     results = _stacked("multiclass", MEMBERS, max_stack=max_stack)
@@ -236,22 +245,31 @@ def test_auto_stacks_hold_what_fits_a_fifth_of_the_cache():
 
 def test_generators_stack_members_and_mappings_are_interchangeable():
     X, y, Y, out = _data("multiclass")
-    a = train_stacked(X, Y, [StackMember(random_state=np.random.default_rng(5)),
-                             {"random_state": 6}], out_activation=out, **COMMON)
-    b = train_stacked(X, Y, [{"random_state": 5}, StackMember(random_state=6)],
-                      out_activation=out, **COMMON)
+    a = train_stacked(
+        X,
+        Y,
+        [StackMember(random_state=np.random.default_rng(5)), {"random_state": 6}],
+        out_activation=out,
+        **COMMON,
+    )
+    b = train_stacked(
+        X, Y, [{"random_state": 5}, StackMember(random_state=6)], out_activation=out, **COMMON
+    )
     for ra, rb in zip(a, b):
         assert np.array_equal(ra.params, rb.params)
-    assert a[0].member == StackMember(random_state=a[0].member.random_state, tol=1e-4,
-                                      n_iter_no_change=10)
+    assert a[0].member == StackMember(
+        random_state=a[0].member.random_state, tol=1e-4, n_iter_no_change=10
+    )
 
 
 def test_fit_mlp_stack_gives_the_models_fit_mlp_gives():
     rng = np.random.default_rng(1)
     X = rng.standard_normal((90, 5))
-    for task, y in [("classification", np.array(list("abcd"))[rng.integers(0, 4, 90)]),
-                    ("classification", rng.integers(0, 2, 90) * 3 + 1),
-                    ("regression", X[:, 0] - X[:, 1] ** 2)]:
+    for task, y in [
+        ("classification", np.array(list("abcd"))[rng.integers(0, 4, 90)]),
+        ("classification", rng.integers(0, 2, 90) * 3 + 1),
+        ("regression", X[:, 0] - X[:, 1] ** 2),
+    ]:
         members = MEMBERS[:3]
         fitted = fit_mlp_stack(X, y, members, task=task, **COMMON)
         for member, f in zip(members, fitted):
@@ -259,8 +277,11 @@ def test_fit_mlp_stack_gives_the_models_fit_mlp_gives():
             for a, b in zip(alone.coefs + alone.intercepts, f.coefs + f.intercepts):
                 assert np.array_equal(a, b)
             assert f.loss_curve == alone.loss_curve
-            assert (f.task, f.out_activation, f.stop_reason) == (task, alone.out_activation,
-                                                                 alone.stop_reason)
+            assert (f.task, f.out_activation, f.stop_reason) == (
+                task,
+                alone.out_activation,
+                alone.stop_reason,
+            )
             assert np.array_equal(f.predict(X), alone.predict(X))
             assert f.score(X, y) == alone.score(X, y)
 
@@ -281,8 +302,13 @@ def test_result_predict_and_score_match_the_estimator(task):
 
 
 def test_a_diverged_result_scores_nan():
-    r = _stacked("regression", [dict(random_state=0, learning_rate_init=1e4)],
-                 solver="sgd", activation="tanh", max_iter=30)[0]
+    r = _stacked(
+        "regression",
+        [dict(random_state=0, learning_rate_init=1e4)],
+        solver="sgd",
+        activation="tanh",
+        max_iter=30,
+    )[0]
     assert r.stop_reason == "diverged"
     assert math.isnan(r.score(_data("regression")[0], _data("regression")[2]))
 
@@ -290,27 +316,69 @@ def test_a_diverged_result_scores_nan():
 # -- structure: kernels, allocation ------------------------------------------------------
 
 
-def _stack(activation="relu", out_activation="softmax", solver="adam", *, n=1024, hidden=(256,),
-           n_out=32, batch_size=256, kernel="auto", members=None):
+def _stack(
+    activation="relu",
+    out_activation="softmax",
+    solver="adam",
+    *,
+    n=1024,
+    hidden=(256,),
+    n_out=32,
+    batch_size=256,
+    kernel="auto",
+    members=None,
+):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n, 64)).astype(np.float32)
-    Y = (np.eye(n_out, dtype=np.float32)[rng.integers(0, n_out, n)]
-         if out_activation == "softmax" else rng.standard_normal((n, n_out)).astype(np.float32))
-    shared = dict(hidden_layer_sizes=hidden, activation=activation, solver=solver,
-                  batch_size=batch_size, max_iter=1, shuffle=True, tol=1e-4,
-                  n_iter_no_change=10, dtype="float32", max_time=None)
-    members = members or [dict(random_state=s, learning_rate_init=1e-3 * (s + 1),
-                               alpha=(0.0, 1e-4)[s % 2], momentum=(0.0, 0.9)[s // 2])
-                          for s in range(4)]
+    Y = (
+        np.eye(n_out, dtype=np.float32)[rng.integers(0, n_out, n)]
+        if out_activation == "softmax"
+        else rng.standard_normal((n, n_out)).astype(np.float32)
+    )
+    shared = dict(
+        hidden_layer_sizes=hidden,
+        activation=activation,
+        solver=solver,
+        batch_size=batch_size,
+        max_iter=1,
+        shuffle=True,
+        tol=1e-4,
+        n_iter_no_change=10,
+        dtype="float32",
+        max_time=None,
+    )
+    members = members or [
+        dict(
+            random_state=s,
+            learning_rate_init=1e-3 * (s + 1),
+            alpha=(0.0, 1e-4)[s % 2],
+            momentum=(0.0, 0.9)[s // 2],
+        )
+        for s in range(4)
+    ]
     members = _check_options(members, shared, out_activation, kernel)
-    return Stack(X, Y, members, hidden=list(hidden), activation=activation,
-                  out_activation=out_activation, solver=solver, batch_size=batch_size,
-                  dtype=np.dtype("float32"), kernel=kernel)
+    return Stack(
+        X,
+        Y,
+        members,
+        hidden=list(hidden),
+        activation=activation,
+        out_activation=out_activation,
+        solver=solver,
+        batch_size=batch_size,
+        dtype=np.dtype("float32"),
+        kernel=kernel,
+    )
 
 
-@pytest.mark.parametrize("activation,out_activation,solver", [
-    ("relu", "softmax", "adam"), ("tanh", "identity", "sgd"), ("logistic", "logistic", "adam"),
-])
+@pytest.mark.parametrize(
+    "activation,out_activation,solver",
+    [
+        ("relu", "softmax", "adam"),
+        ("tanh", "identity", "sgd"),
+        ("logistic", "logistic", "adam"),
+    ],
+)
 def test_steady_state_step_allocates_no_arrays(activation, out_activation, solver):
     stack = _stack(activation, out_activation, solver)
     step, gather_x, gather_y, _, _ = stack.batches[0]
@@ -340,8 +408,16 @@ def test_steady_state_step_allocates_no_arrays(activation, out_activation, solve
 
 def test_kernel_choice_covers_every_gemm_and_can_be_forced():
     stack = _stack(hidden=(8, 8), n_out=10)
-    names = {"forward0", "forward1", "forward2", "weight_grad0", "weight_grad1",
-             "weight_grad2", "backward1", "backward2"}
+    names = {
+        "forward0",
+        "forward1",
+        "forward2",
+        "weight_grad0",
+        "weight_grad1",
+        "weight_grad2",
+        "backward1",
+        "backward2",
+    }
     assert set(stack.kernels) == names
     assert set(stack.kernels.values()) <= {"batched", "loop"}
     sites = gemm_sites(stack.layout, stack.ws[256], 4, stack.grad)
@@ -350,8 +426,13 @@ def test_kernel_choice_covers_every_gemm_and_can_be_forced():
 
 
 def test_stopped_models_leave_the_active_rows():
-    stack = _stack("tanh", "identity", "sgd", hidden=(8,),
-                   members=[dict(random_state=0), dict(random_state=1, learning_rate_init=1e4)])
+    stack = _stack(
+        "tanh",
+        "identity",
+        "sgd",
+        hidden=(8,),
+        members=[dict(random_state=0), dict(random_state=1, learning_rate_init=1e4)],
+    )
     assert stack.rows == 2
     records = stack.train(max_iter=3, shuffle=True, deadline=None)
     assert stack.rows == 0
@@ -370,38 +451,85 @@ X0, Y0 = np.zeros((8, 2)), np.eye(2)[[0, 1] * 4]
 g = np.random.default_rng(0)
 
 
-@pytest.mark.parametrize("call,error,message", [
-    (lambda: train_stacked(X0, Y0, [], out_activation="softmax"), ValueError,
-     "members is empty; pass at least one StackMember (or mapping)"),
-    (lambda: train_stacked(X0, Y0, [{"lr": 0.1}], out_activation="softmax"), ValueError,
-     "members[0] has unknown field(s) 'lr'; valid: random_state, learning_rate_init"),
-    (lambda: train_stacked(X0, Y0, [{}, {"learning_rate_init": -1}], out_activation="softmax"),
-     ValueError, "members[1].learning_rate_init must be a float > 0, got -1"),
-    (lambda: train_stacked(X0, Y0, [{"n_iter_no_change": 0}], out_activation="softmax"),
-     ValueError, "members[0].n_iter_no_change must be an int >= 1 or np.inf, got 0"),
-    (lambda: train_stacked(X0, Y0, [5], out_activation="softmax"), TypeError,
-     "members[0] must be a StackMember or a mapping, got int"),
-    (lambda: train_stacked(X0, Y0, {"random_state": 0}, out_activation="softmax"), TypeError,
-     "members must be a sequence of StackMember or mappings, got dict"),
-    (lambda: train_stacked(X0, Y0, [{}], out_activation="sigmoid"), ValueError,
-     "unknown out_activation 'sigmoid'; available: identity, logistic, softmax"),
-    (lambda: train_stacked(X0, Y0, [{}], out_activation="softmax", kernel="gpu"), ValueError,
-     "unknown kernel 'gpu'; available: auto, batched, loop"),
-    (lambda: train_stacked(X0, Y0, [{}], out_activation="softmax", solver="lbfgs"), ValueError,
-     "solver must be one of 'adam', 'sgd', got 'lbfgs'"),
-    (lambda: train_stacked(X0, Y0[:, 0], [{}], out_activation="logistic"), ValueError,
-     "Y must be the encoded targets, of shape (n_samples, n_outputs) = (8, ...), got shape (8,)"),
-    (lambda: train_stacked(X0, Y0, [{"random_state": g}, {"random_state": g}],
-                           out_activation="softmax"), ValueError,
-     "two members share one numpy.random.Generator"),
-    (lambda: train_stacked(X0, Y0, [{}], out_activation="softmax", max_stack=0), ValueError,
-     "max_stack must be a positive integer, 'auto' or None, got 0"),
-    (lambda: fit_mlp_stack(X0, [0, 1] * 4, [{}], task="clustering"), ValueError,
-     "task must be one of 'classification', 'regression', got 'clustering'"),
-    (lambda: fit_mlp_stack(X0, [0, 1] * 3, [{}], task="classification"), ValueError,
-     "X and y have different numbers of samples: 8 and 6"),
-])
+@pytest.mark.parametrize(
+    "call,error,message",
+    [
+        (
+            lambda: train_stacked(X0, Y0, [], out_activation="softmax"),
+            ValueError,
+            "members is empty; pass at least one StackMember (or mapping)",
+        ),
+        (
+            lambda: train_stacked(X0, Y0, [{"lr": 0.1}], out_activation="softmax"),
+            ValueError,
+            "members[0] has unknown field(s) 'lr'; valid: random_state, learning_rate_init",
+        ),
+        (
+            lambda: train_stacked(
+                X0, Y0, [{}, {"learning_rate_init": -1}], out_activation="softmax"
+            ),
+            ValueError,
+            "members[1].learning_rate_init must be a float > 0, got -1",
+        ),
+        (
+            lambda: train_stacked(X0, Y0, [{"n_iter_no_change": 0}], out_activation="softmax"),
+            ValueError,
+            "members[0].n_iter_no_change must be an int >= 1 or np.inf, got 0",
+        ),
+        (
+            lambda: train_stacked(X0, Y0, [5], out_activation="softmax"),
+            TypeError,
+            "members[0] must be a StackMember or a mapping, got int",
+        ),
+        (
+            lambda: train_stacked(X0, Y0, {"random_state": 0}, out_activation="softmax"),
+            TypeError,
+            "members must be a sequence of StackMember or mappings, got dict",
+        ),
+        (
+            lambda: train_stacked(X0, Y0, [{}], out_activation="sigmoid"),
+            ValueError,
+            "unknown out_activation 'sigmoid'; available: identity, logistic, softmax",
+        ),
+        (
+            lambda: train_stacked(X0, Y0, [{}], out_activation="softmax", kernel="gpu"),
+            ValueError,
+            "unknown kernel 'gpu'; available: auto, batched, loop",
+        ),
+        (
+            lambda: train_stacked(X0, Y0, [{}], out_activation="softmax", solver="lbfgs"),
+            ValueError,
+            "solver must be one of 'adam', 'sgd', got 'lbfgs'",
+        ),
+        (
+            lambda: train_stacked(X0, Y0[:, 0], [{}], out_activation="logistic"),
+            ValueError,
+            "Y must be the encoded targets, of shape (n_samples, n_outputs) = (8, ...), got shape (8,)",
+        ),
+        (
+            lambda: train_stacked(
+                X0, Y0, [{"random_state": g}, {"random_state": g}], out_activation="softmax"
+            ),
+            ValueError,
+            "two members share one numpy.random.Generator",
+        ),
+        (
+            lambda: train_stacked(X0, Y0, [{}], out_activation="softmax", max_stack=0),
+            ValueError,
+            "max_stack must be a positive integer, 'auto' or None, got 0",
+        ),
+        (
+            lambda: fit_mlp_stack(X0, [0, 1] * 4, [{}], task="clustering"),
+            ValueError,
+            "task must be one of 'classification', 'regression', got 'clustering'",
+        ),
+        (
+            lambda: fit_mlp_stack(X0, [0, 1] * 3, [{}], task="classification"),
+            ValueError,
+            "X and y have different numbers of samples: 8 and 6",
+        ),
+    ],
+)
 def test_bad_input(call, error, message):
     with pytest.raises(error, match=re.escape(message)):
         call()
-

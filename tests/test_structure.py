@@ -16,11 +16,17 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mlpar"
 # Layer of each part of mlpar (a top-level module or a subpackage). A part may
 # import from parts of a strictly lower layer, and from itself.
 LAYERS = {
-    "environment": 0, "context": 0,
-    "runs": 1, "space": 1, "nn": 1, "data": 1,
-    "results": 2, "backends": 2,
+    "environment": 0,
+    "context": 0,
+    "runs": 1,
+    "space": 1,
+    "nn": 1,
+    "data": 1,
+    "results": 2,
+    "backends": 2,
     "config": 3,
-    "trial": 4, "sweep": 4,
+    "trial": 4,
+    "sweep": 4,
     "halving": 5,
     "experiment": 6,
     "analysis": 7,
@@ -113,7 +119,7 @@ def test_no_import_cycles():
         stack.append(node)
         for nxt in sorted(edges[node]):
             if state.get(nxt) == "open":
-                cycles.append(" -> ".join(".".join(n) for n in stack[stack.index(nxt):] + [nxt]))
+                cycles.append(" -> ".join(".".join(n) for n in stack[stack.index(nxt) :] + [nxt]))
             elif nxt not in state:
                 visit(nxt, stack)
         stack.pop()
@@ -125,7 +131,9 @@ def test_no_import_cycles():
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
 
 
-@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+@pytest.mark.parametrize(
+    "path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE))
+)
 def test_no_module_is_too_long_to_read_in_one_sitting(path):
     n = len(path.read_text(encoding="utf-8").splitlines())
     assert n <= MAX_LINES, f"{path.relative_to(PACKAGE)} has {n} lines; split it by idea"

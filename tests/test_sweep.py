@@ -29,10 +29,14 @@ def work(params, seed):
     return {"score": float(rng.normal() + params["x"]), "x2": params["x"] ** 2}
 
 
-@pytest.mark.parametrize("backend, n_jobs", [("serial", None), ("threads", 4), ("threads", 2), ("processes", 2)])
+@pytest.mark.parametrize(
+    "backend, n_jobs", [("serial", None), ("threads", 4), ("threads", 2), ("processes", 2)]
+)
 def test_seeds_do_not_depend_on_backend_n_jobs_or_order(backend, n_jobs):
     space = {"x": [0, 1, 2, 3]}
-    result = sweep(seeded, space, backend=backend, n_jobs=n_jobs, seeds=2, random_state=11, progress=False)
+    result = sweep(
+        seeded, space, backend=backend, n_jobs=n_jobs, seeds=2, random_state=11, progress=False
+    )
     trials = expand_space(space, seeds=2, random_state=11)
     assert [r.key for r in result] == [t.key for t in trials]
     for row, trial in zip(result, trials):
@@ -88,11 +92,23 @@ def test_bad_return_values_fail_the_trial(returned, message):
     [
         ({"timeout": 0}, ValueError, "timeout must be a positive number of seconds or None, got 0"),
         ({"retries": -1}, ValueError, "retries must be a non-negative integer, got -1"),
-        ({"error_score": "ignore"}, ValueError, "error_score must be 'raise' or a number, got 'ignore'"),
+        (
+            {"error_score": "ignore"},
+            ValueError,
+            "error_score must be 'raise' or a number, got 'ignore'",
+        ),
         ({"blas_threads": 0}, ValueError, "blas_threads must be a positive integer or None, got 0"),
-        ({"resume": True}, ValueError, "resume=True needs the journal to resume: pass journal=<path>"),
+        (
+            {"resume": True},
+            ValueError,
+            "resume=True needs the journal to resume: pass journal=<path>",
+        ),
         ({"progress": "yes"}, TypeError, "progress must be True, False or None, got 'yes'"),
-        ({"random_state": None}, ValueError, "random_state must be a non-negative integer, got None"),
+        (
+            {"random_state": None},
+            ValueError,
+            "random_state must be a non-negative integer, got None",
+        ),
     ],
 )
 def test_option_errors(kwargs, error, message):
@@ -101,7 +117,9 @@ def test_option_errors(kwargs, error, message):
 
 
 def test_fn_must_be_callable():
-    with pytest.raises(TypeError, match=re.escape("fn must be callable as fn(params, seed), got str")):
+    with pytest.raises(
+        TypeError, match=re.escape("fn must be callable as fn(params, seed), got str")
+    ):
         sweep("work", {"x": [1]})
 
 
@@ -141,7 +159,9 @@ def cooperative(params, seed):
 
 @pytest.mark.parametrize("backend", ["serial", "threads", "processes"])
 def test_cooperative_timeout(backend):
-    result = sweep(cooperative, {"mode": ["polite", "late"]}, backend=backend, timeout=0.4, progress=False)
+    result = sweep(
+        cooperative, {"mode": ["polite", "late"]}, backend=backend, timeout=0.4, progress=False
+    )
     polite, late = result
     assert polite.status == "ok" and polite.metrics["had_deadline"] and polite.metrics["epochs"] > 0
     assert late.status == "timeout" and late.error_type == "TimeoutError"
@@ -215,7 +235,10 @@ def test_resume_refuses_a_journal_of_another_sweep(tmp_path):
     sweep(work, {"x": [1, 2]}, journal=journal)
     with pytest.raises(ValueError, match=re.escape("belongs to a different sweep: trials is")):
         sweep(work, {"x": [1, 3]}, journal=journal, resume=True)
-    with pytest.raises(ValueError, match=r"belongs to a different sweep: fn is '\S*test_sweep\.work' there but '\S*test_sweep\.seeded' here"):
+    with pytest.raises(
+        ValueError,
+        match=r"belongs to a different sweep: fn is '\S*test_sweep\.work' there but '\S*test_sweep\.seeded' here",
+    ):
         sweep(seeded, {"x": [1, 2]}, journal=journal, resume=True)
     with pytest.raises(ValueError, match=re.escape("random_state is 0 there but 1 here")):
         sweep(work, {"x": [1, 2]}, journal=journal, resume=True, random_state=1)
@@ -246,7 +269,10 @@ def test_error_score_raise_reraises_in_process(tmp_path):
 
 
 def test_error_score_raise_from_worker_processes():
-    with pytest.raises(RuntimeError, match=r"ended 'failed': ValueError: x=2 is not allowed(.|\n)*Traceback in the worker(.|\n)*in picky"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"ended 'failed': ValueError: x=2 is not allowed(.|\n)*Traceback in the worker(.|\n)*in picky",
+    ):
         sweep(picky, {"x": [1, 2, 3]}, backend="processes", n_jobs=1, error_score="raise")
 
 

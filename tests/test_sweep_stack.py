@@ -50,16 +50,20 @@ def test_stacked_rows_equal_unstacked_rows(backend):
     fn = Stackable()
     plain = sweep(fn, SPACE, seeds=2, backend="serial")
     n_jobs = 1 if backend == "serial" else 2
-    stacked = sweep(fn, SPACE, seeds=2, backend=backend, n_jobs=n_jobs, blas_threads=1,
-                    stack=4, progress=False)
+    stacked = sweep(
+        fn, SPACE, seeds=2, backend=backend, n_jobs=n_jobs, blas_threads=1, stack=4, progress=False
+    )
     assert _rows(stacked) == _rows(plain)
     sizes = {r.key: r.stack_size for r in stacked}
     # 12 trials, 6 per width: stacks of 4 and 2 per width.
     assert sorted(r.stack_size for r in stacked) == [2] * 4 + [4] * 8
     assert all(r.metrics["stacked"] == sizes[r.key] for r in stacked)
     ids = {r.stack_id for r in stacked}
-    assert len(ids) == 4 and all(r.params["width"] == stacked[0].params["width"]
-                                 for r in stacked if r.stack_id == stacked[0].stack_id)
+    assert len(ids) == 4 and all(
+        r.params["width"] == stacked[0].params["width"]
+        for r in stacked
+        if r.stack_id == stacked[0].stack_id
+    )
 
 
 def test_a_failing_stack_is_rerun_trial_by_trial():
@@ -74,27 +78,43 @@ def test_a_failing_stack_is_rerun_trial_by_trial():
 
 
 def test_a_crashing_stack_costs_no_trial():
-    result = sweep(Stackable(crash_stacks=True), SPACE, backend="processes", n_jobs=2,
-                   blas_threads=1, stack=3, progress=False)
+    result = sweep(
+        Stackable(crash_stacks=True),
+        SPACE,
+        backend="processes",
+        n_jobs=2,
+        blas_threads=1,
+        stack=3,
+        progress=False,
+    )
     assert [r.status for r in result] == ["ok"] * 6
     assert all(r.stack_size is None for r in result)
 
 
 def test_stacks_resume_trial_by_trial(tmp_path):
     journal = tmp_path / "j.jsonl"
-    first = sweep(Stackable(), {"width": [2], "lr": [0.1, 0.2], "bad": [False]}, stack=2,
-                  journal=journal)
-    more = sweep(Stackable(), {"width": [2], "lr": [0.1, 0.2], "bad": [False]}, stack=2,
-                 journal=journal, resume=True)
+    first = sweep(
+        Stackable(), {"width": [2], "lr": [0.1, 0.2], "bad": [False]}, stack=2, journal=journal
+    )
+    more = sweep(
+        Stackable(),
+        {"width": [2], "lr": [0.1, 0.2], "bad": [False]},
+        stack=2,
+        journal=journal,
+        resume=True,
+    )
     assert _rows(more) == _rows(first)
 
 
-@pytest.mark.parametrize("stack, error, message", [
-    (0, ValueError, "stack must be a positive integer, 'auto' or None, got 0"),
-    (2.5, ValueError, "stack must be a positive integer, 'auto' or None, got 2.5"),
-    ("many", ValueError, "stack must be a positive integer, 'auto' or None, got 'many'"),
-    (True, ValueError, "stack must be a positive integer, 'auto' or None, got True"),
-])
+@pytest.mark.parametrize(
+    "stack, error, message",
+    [
+        (0, ValueError, "stack must be a positive integer, 'auto' or None, got 0"),
+        (2.5, ValueError, "stack must be a positive integer, 'auto' or None, got 2.5"),
+        ("many", ValueError, "stack must be a positive integer, 'auto' or None, got 'many'"),
+        (True, ValueError, "stack must be a positive integer, 'auto' or None, got True"),
+    ],
+)
 def test_bad_stack_values(stack, error, message):
     import re
 
@@ -111,8 +131,14 @@ def test_explicit_stack_needs_the_hooks_and_auto_does_not():
     assert [r.stack_size for r in result] == [2, 2]
 
 
-TRAIN_SPACE = {"dataset": ["digits"], "hidden": [[8], [16, 16]], "lr": [0.01, 0.003],
-               "alpha": [1e-4, 1e-3], "epochs": [2], "batch_size": [32]}
+TRAIN_SPACE = {
+    "dataset": ["digits"],
+    "hidden": [[8], [16, 16]],
+    "lr": [0.01, 0.003],
+    "alpha": [1e-4, 1e-3],
+    "epochs": [2],
+    "batch_size": [32],
+}
 SCORES = ("val_score", "test_score", "loss", "best_loss", "epochs", "stop_reason", "n_params")
 
 
@@ -126,8 +152,16 @@ def test_train_mlp_stacked_equals_alone(backend):
 
     alone = sweep(train_mlp, TRAIN_SPACE, seeds=2)
     n_jobs = 1 if backend == "serial" else 2
-    stacked = sweep(train_mlp, TRAIN_SPACE, seeds=2, stack=8, backend=backend, n_jobs=n_jobs,
-                    blas_threads=1, progress=False)
+    stacked = sweep(
+        train_mlp,
+        TRAIN_SPACE,
+        seeds=2,
+        stack=8,
+        backend=backend,
+        n_jobs=n_jobs,
+        blas_threads=1,
+        progress=False,
+    )
     assert _scores(stacked) == _scores(alone)  # bit for bit: same floats
     assert {r.stack_size for r in stacked} == {8}
     trial = MLPTrial({"dataset": "digits", "epochs": 2, "batch_size": 32})
@@ -164,7 +198,14 @@ class SlowStack(Stackable):
 
 
 def test_a_stack_gets_the_timeout_of_its_trials_together():
-    result = sweep(SlowStack(), {"width": [2], "lr": [0.1, 0.2, 0.3], "bad": [False]},
-                   backend="processes", n_jobs=1, blas_threads=1, timeout=1.0, stack=3,
-                   progress=False)
+    result = sweep(
+        SlowStack(),
+        {"width": [2], "lr": [0.1, 0.2, 0.3], "bad": [False]},
+        backend="processes",
+        n_jobs=1,
+        blas_threads=1,
+        timeout=1.0,
+        stack=3,
+        progress=False,
+    )
     assert [(r.status, r.stack_size) for r in result] == [("ok", 3)] * 3

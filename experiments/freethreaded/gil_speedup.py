@@ -76,8 +76,9 @@ def main(argv=None):
     """Measure and print the speedup; return the process exit code."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2, help="threads (and serial tasks)")
-    parser.add_argument("--limit", type=int, default=60_000,
-                        help="primes below this per task (60000: ~0.1-0.3 s)")
+    parser.add_argument(
+        "--limit", type=int, default=60_000, help="primes below this per task (60000: ~0.1-0.3 s)"
+    )
     parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
@@ -105,11 +106,13 @@ def main(argv=None):
     else:
         build = "free-threaded" if record["free_threaded_build"] else "default"
         gil = "enabled" if record["gil_enabled"] else "disabled"
-        print(f"Python {record['python']} ({build} build, GIL {gil}): "
-              f"{args.threads} tasks serial {record['serial_s']:.3f} s, "
-              f"on {args.threads} threads {record['threads_s']:.3f} s, "
-              f"speedup {record['speedup']:.2f}x, parallelism {record['parallelism']:.2f} "
-              f"(medians of {args.repeats})")
+        print(
+            f"Python {record['python']} ({build} build, GIL {gil}): "
+            f"{args.threads} tasks serial {record['serial_s']:.3f} s, "
+            f"on {args.threads} threads {record['threads_s']:.3f} s, "
+            f"speedup {record['speedup']:.2f}x, parallelism {record['parallelism']:.2f} "
+            f"(medians of {args.repeats})"
+        )
     return 0
 
 

@@ -26,8 +26,15 @@ def main(argv):
     groups = split_groups(config.search_space(), list(config.compare.group_by))
     _, space = groups[int(group)]
     t0 = time.perf_counter()
-    sweep_config(config, space=space, journal=journal, progress=False,
-                 backend="threads", n_jobs=int(n_jobs), blas_threads=1)
+    sweep_config(
+        config,
+        space=space,
+        journal=journal,
+        progress=False,
+        backend="threads",
+        n_jobs=int(n_jobs),
+        blas_threads=1,
+    )
     wall = time.perf_counter() - t0
     print(json.dumps({"wall_time": wall, "gil_enabled": gil_enabled()}))
     return 0

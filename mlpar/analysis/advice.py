@@ -13,8 +13,14 @@ import functools
 import time
 
 __all__ = [
-    "advise", "Advice", "predict_options", "option_setting", "measure_process_startup",
-    "trial_time_estimates", "calibrate_heaviest", "workload_weight",
+    "advise",
+    "Advice",
+    "predict_options",
+    "option_setting",
+    "measure_process_startup",
+    "trial_time_estimates",
+    "calibrate_heaviest",
+    "workload_weight",
 ]
 
 # Epochs of the calibration runs: enough minibatch steps for a stable mix of
@@ -35,11 +41,16 @@ class Advice:
     explanation: str
 
     def format(self):
-        lines = [f"recommended: backend={self.backend} n_jobs={self.n_jobs} "
-                 f"blas_threads={self.blas_threads} (predicted {self.predicted_speedup:.2f}x "
-                 f"over serial)", ""]
-        lines += [f"  {label:<28} {s:.2f}x" for label, s in
-                  sorted(self.options.items(), key=lambda kv: -kv[1])]
+        lines = [
+            f"recommended: backend={self.backend} n_jobs={self.n_jobs} "
+            f"blas_threads={self.blas_threads} (predicted {self.predicted_speedup:.2f}x "
+            f"over serial)",
+            "",
+        ]
+        lines += [
+            f"  {label:<28} {s:.2f}x"
+            for label, s in sorted(self.options.items(), key=lambda kv: -kv[1])
+        ]
         lines += ["", self.explanation]
         return "\n".join(lines)
 
@@ -60,15 +71,24 @@ def measure_process_startup(n_jobs, *, backend="processes"):
     from ..sweep import sweep
 
     t0 = time.perf_counter()
-    sweep(_import_trial, {"i": list(range(n_jobs))}, backend=backend, n_jobs=n_jobs,
-          blas_threads=1, progress=False)
+    sweep(
+        _import_trial,
+        {"i": list(range(n_jobs))},
+        backend=backend,
+        n_jobs=n_jobs,
+        blas_threads=1,
+        progress=False,
+    )
     return time.perf_counter() - t0
 
 
 def measure_startups(n_jobs, backends):
     """Start-up seconds of each process-based backend among ``backends``."""
-    return {b: measure_process_startup(n_jobs, backend=b)
-            for b in ("processes", "forked") if b in backends}
+    return {
+        b: measure_process_startup(n_jobs, backend=b)
+        for b in ("processes", "forked")
+        if b in backends
+    }
 
 
 def _import_trial(params, seed):
@@ -88,8 +108,16 @@ def option_setting(label, cores):
     return backend, n_jobs, 1
 
 
-def predict_options(cal, *, cores, n_trials=None, trial_time=None, startup_s,
-                    trial_times=None, backends=("serial", "threads", "processes")):
+def predict_options(
+    cal,
+    *,
+    cores,
+    n_trials=None,
+    trial_time=None,
+    startup_s,
+    trial_times=None,
+    backends=("serial", "threads", "processes"),
+):
     """Predicted speedup over serial (1 BLAS thread) of each option for a sweep.
 
     ``cal`` is a :class:`mlpar.analysis.gilmodel.Calibration`. Give the estimated time
@@ -112,7 +140,8 @@ def predict_options(cal, *, cores, n_trials=None, trial_time=None, startup_s,
         # Measured when the calibration has it (see gilmodel.measure_blas_speedup):
         # small GEMMs do not gain from BLAS threads. Else Amdahl on the GEMMs.
         opts[f"serial, blas_threads={cores}"] = cal.get("blas_speedup") or amdahl(
-            cal["p_gemm"], cores)
+            cal["p_gemm"], cores
+        )
     startups = startup_s if isinstance(startup_s, dict) else {"processes": startup_s}
     for n in sorted({k for k in (2, cores) if 1 < k <= cores}):
         busy = min(n, n_trials)
@@ -137,9 +166,14 @@ def trial_time_estimates(cal, params_list, probe_params):
     ref = workload_weight(probe_params)
     ref_epochs = probe_params.get("epochs", 1)
     epoch = cal["epoch_time"]
-    return [cal["overhead_time"] + epoch * p.get("epochs", ref_epochs)
-            * (workload_weight(p) / max(1, p.get("epochs", 1))) / (ref / max(1, ref_epochs))
-            for p in params_list]
+    return [
+        cal["overhead_time"]
+        + epoch
+        * p.get("epochs", ref_epochs)
+        * (workload_weight(p) / max(1, p.get("epochs", 1)))
+        / (ref / max(1, ref_epochs))
+        for p in params_list
+    ]
 
 
 def calibrate_heaviest(config, *, space=None, cores, seed=None, curve=None, check_gil=False):
@@ -172,17 +206,21 @@ def calibrate_heaviest(config, *, space=None, cores, seed=None, curve=None, chec
     from .gilmodel import calibrate, measure_blas_speedup, py_spy_available, sample_trial_gil
 
     base = config.trial_base()
-    trials = expand_space(config.search_space() if space is None else space,
-                          n_iter=config.sweep.n_iter, seeds=config.sweep.seeds,
-                          random_state=config.sweep.random_state)
+    trials = expand_space(
+        config.search_space() if space is None else space,
+        n_iter=config.sweep.n_iter,
+        seeds=config.sweep.seeds,
+        random_state=config.sweep.random_state,
+    )
     probe = max(trials, key=lambda t: workload_weight({**base, **t.params}))
     params = {**base, **probe.params}
     seed = probe.seed if seed is None else seed
     epochs = min(CALIBRATION_EPOCHS, params.get("epochs", CALIBRATION_EPOCHS))
     cal = calibrate(params, seed=seed, epochs=epochs, curve=curve)
     if cores > 1:
-        cal["blas_speedup"] = measure_blas_speedup(params, seed=seed, threads=cores,
-                                                   epochs=max(1, epochs // 4))
+        cal["blas_speedup"] = measure_blas_speedup(
+            params, seed=seed, threads=cores, epochs=max(1, epochs // 4)
+        )
     if check_gil and py_spy_available():
         # Independent of the engine's instrumentation: a sampling profiler.
         check = sample_trial_gil(params, seed=seed)
@@ -217,13 +255,14 @@ def advise(config, *, n_cores=None, seed=0):
         raise ValueError(f"n_cores must be >= 1, got {cores}")
     trials, probe, cal = calibrate_heaviest(config, cores=cores, seed=seed)
     params = {**config.trial_base(), **probe.params}
-    times = trial_time_estimates(cal, [{**config.trial_base(), **t.params} for t in trials],
-                                 params)
-    backends = [b for b in ("serial", "threads", "processes", "forked")
-                if b in available_backends()]
+    times = trial_time_estimates(cal, [{**config.trial_base(), **t.params} for t in trials], params)
+    backends = [
+        b for b in ("serial", "threads", "processes", "forked") if b in available_backends()
+    ]
     startups = measure_startups(min(cores, 2), backends) if cores > 1 else {}
-    opts = predict_options(cal, cores=cores, trial_times=times, startup_s=startups,
-                           backends=backends)
+    opts = predict_options(
+        cal, cores=cores, trial_times=times, startup_s=startups, backends=backends
+    )
     best = max(opts, key=opts.get)
     backend, n_jobs, blas = option_setting(best, cores)
     if backend != "serial":
@@ -240,9 +279,15 @@ def advise(config, *, n_cores=None, seed=0):
         f"{sum(times):.1f} s of serial work (the longest {max(times):.2f} s). "
         f"Best predicted: {best} at {opts[best]:.2f}x."
     )
-    return Advice(backend=backend, n_jobs=n_jobs, blas_threads=blas,
-                  predicted_speedup=opts[best], options=opts, calibration=dict(cal),
-                  explanation=why)
+    return Advice(
+        backend=backend,
+        n_jobs=n_jobs,
+        blas_threads=blas,
+        predicted_speedup=opts[best],
+        options=opts,
+        calibration=dict(cal),
+        explanation=why,
+    )
 
 
 def _startups_text(startups):
@@ -269,8 +314,9 @@ def _io_widths(dataset, n_samples, n_features, n_classes, noise):
     """(input features, network outputs) of a trial's dataset."""
     from ..data import load_dataset
 
-    ds = load_dataset(dataset, n_samples=n_samples, n_features=n_features,
-                      n_classes=n_classes, noise=noise)
+    ds = load_dataset(
+        dataset, n_samples=n_samples, n_features=n_features, n_classes=n_classes, noise=noise
+    )
     classes = ds.n_classes
     # Binary classification trains one logistic output, like scikit-learn's MLP.
     n_out = (1 if classes == 2 else classes) if classes else 1

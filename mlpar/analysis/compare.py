@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import statistics
 import time
 from pathlib import Path
 
@@ -23,7 +22,10 @@ from ..runs import COMPARE_FILE, atomic_write, new_run_dir, prepare_run
 from .summary import summarize
 
 __all__ = [
-    "CompareSetting", "compare_settings", "compare_backends", "run_comparison",
+    "CompareSetting",
+    "compare_settings",
+    "compare_backends",
+    "run_comparison",
     "split_groups",
 ]
 
@@ -81,8 +83,18 @@ def compare_settings(backends, n_jobs_list, *, cores, blas_axis=True, gil_modes=
     return list(dict.fromkeys(settings))
 
 
-def compare_backends(config, settings, *, repeats, run_dir, space=None, prefix="",
-                     progress=False, group_index=0, on_run=None):
+def compare_backends(
+    config,
+    settings,
+    *,
+    repeats,
+    run_dir,
+    space=None,
+    prefix="",
+    progress=False,
+    group_index=0,
+    on_run=None,
+):
     """Run the config's sweep (or ``space``) under every setting, interleaved.
 
     Repeat ``r`` runs the settings in an order rotated by ``r``, so slow drift
@@ -109,9 +121,15 @@ def compare_backends(config, settings, *, repeats, run_dir, space=None, prefix="
                 wall, rows = _run_in_child(run_dir, group_index, s, journal)
             else:
                 t0 = time.perf_counter()
-                result = sweep_config(config, space=space, journal=journal, progress=progress,
-                                      backend=s.backend, n_jobs=s.n_jobs,
-                                      blas_threads=s.blas_threads)
+                result = sweep_config(
+                    config,
+                    space=space,
+                    journal=journal,
+                    progress=progress,
+                    backend=s.backend,
+                    n_jobs=s.n_jobs,
+                    blas_threads=s.blas_threads,
+                )
                 wall = time.perf_counter() - t0
                 rows = [row.to_dict() for row in result]
             records.append(_record(s, r, wall, rows, journal, run_dir))
@@ -122,9 +140,15 @@ def compare_backends(config, settings, *, repeats, run_dir, space=None, prefix="
 
 def _record(s, repeat, wall, rows, journal, run_dir):
     return {
-        "backend": s.backend, "n_jobs": s.n_jobs, "blas_threads": s.blas_threads,
-        "gil": s.gil, "label": s.label, "repeat": repeat, "wall_time": wall,
-        "n_trials": len(rows), "n_ok": sum(1 for row in rows if row["status"] == "ok"),
+        "backend": s.backend,
+        "n_jobs": s.n_jobs,
+        "blas_threads": s.blas_threads,
+        "gil": s.gil,
+        "label": s.label,
+        "repeat": repeat,
+        "wall_time": wall,
+        "n_trials": len(rows),
+        "n_ok": sum(1 for row in rows if row["status"] == "ok"),
         "trial_wall": [row.get("wall_time") for row in rows],
         "trial_cpu": [row.get("cpu_time") for row in rows],
         "workers": [f"{row.get('pid')}:{row.get('thread_id')}" for row in rows],
@@ -139,18 +163,27 @@ def _run_in_child(run_dir, group_index, setting, journal):
     import sys
 
     env = {**os.environ, "PYTHON_GIL": str(setting.gil)}
-    cmd = [sys.executable, "-m", "mlpar.analysis._gilchild", str(run_dir), str(group_index),
-           str(setting.n_jobs), str(journal)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL)
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlpar.analysis._gilchild",
+        str(run_dir),
+        str(group_index),
+        str(setting.n_jobs),
+        str(journal),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()
-        raise RuntimeError(f"the PYTHON_GIL={setting.gil} child failed: "
-                           f"{tail[-1] if tail else proc.returncode}")
+        raise RuntimeError(
+            f"the PYTHON_GIL={setting.gil} child failed: {tail[-1] if tail else proc.returncode}"
+        )
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     if out["gil_enabled"] != bool(setting.gil):
-        raise RuntimeError(f"PYTHON_GIL={setting.gil} did not take effect in the child "
-                           f"(GIL enabled: {out['gil_enabled']})")
+        raise RuntimeError(
+            f"PYTHON_GIL={setting.gil} did not take effect in the child "
+            f"(GIL enabled: {out['gil_enabled']})"
+        )
     return out["wall_time"], [row.to_dict() for row in SweepResult.from_journal(journal)]
 
 
@@ -166,7 +199,8 @@ def split_groups(space, group_by):
         if missing or bad:
             raise ValueError(
                 f"compare.group_by: {', '.join(missing + bad)} must be swept as a list of "
-                f"values in every grid of sweep.params")
+                f"values in every grid of sweep.params"
+            )
         for combo in itertools.product(*(grid[g] for g in group_by)):
             key = json.dumps(list(combo), default=str)
             sub = {**grid, **{g: [v] for g, v in zip(group_by, combo)}}
@@ -188,12 +222,24 @@ def _gil_modes(option):
             f"PYTHON_GIL=0/1 switches the GIL off and on in one binary; this is CPython "
             f"{platform.python_version()} with the GIL. Build one with "
             f"`bash experiments/freethreaded/build.sh && bash experiments/freethreaded/env.sh` "
-            f"and run ~/.cache/mlpar/cpython-3.13t/venv/bin/mlpar compare ... --gil {option}")
+            f"and run ~/.cache/mlpar/cpython-3.13t/venv/bin/mlpar compare ... --gil {option}"
+        )
     return {"on": (1,), "off": (0,), "both": (0, 1)}[option]
 
 
-def run_comparison(config, *, backends=None, n_jobs=None, repeats=None, blas_axis=True,
-                   gil=None, run_dir=None, progress=None, argv=None, on_event=None):
+def run_comparison(
+    config,
+    *,
+    backends=None,
+    n_jobs=None,
+    repeats=None,
+    blas_axis=True,
+    gil=None,
+    run_dir=None,
+    progress=None,
+    argv=None,
+    on_event=None,
+):
     """Compare backends on a config's sweep: calibrate, run, summarize, save.
 
     Parameters
@@ -220,8 +266,13 @@ def run_comparison(config, *, backends=None, n_jobs=None, repeats=None, blas_axi
     (Path, dict)
         The run folder and the comparison document also saved as ``compare.json``.
     """
-    from .advice import calibrate_heaviest, measure_startups, option_setting, predict_options
-    from .advice import trial_time_estimates
+    from .advice import (
+        calibrate_heaviest,
+        measure_startups,
+        option_setting,
+        predict_options,
+        trial_time_estimates,
+    )
     from .gilmodel import measure_handoff_curve
 
     def emit(kind, **data):
@@ -236,42 +287,75 @@ def run_comparison(config, *, backends=None, n_jobs=None, repeats=None, blas_axi
         raise ValueError(f"--repeats must be >= 1, got {repeats}")
     cores = environment_info()["joblib_cpu_count"]
     gil_modes = _gil_modes(gil)
-    settings = compare_settings(backends, n_jobs, cores=cores, blas_axis=blas_axis,
-                                gil_modes=gil_modes)
+    settings = compare_settings(
+        backends, n_jobs, cores=cores, blas_axis=blas_axis, gil_modes=gil_modes
+    )
     groups = split_groups(config.search_space(), list(getattr(cmp, "group_by", ()) or ()))
     run_dir = prepare_run(config, run_dir or new_run_dir(config, kind="compare"), argv=argv)
-    emit("start", settings=settings, repeats=repeats, n_groups=len(groups), cores=cores,
-         run_dir=run_dir)
+    emit(
+        "start",
+        settings=settings,
+        repeats=repeats,
+        n_groups=len(groups),
+        cores=cores,
+        run_dir=run_dir,
+    )
     model_ok = gil_enabled()
     curve = measure_handoff_curve() if model_ok else ()
     startups = measure_startups(min(cores, 2), backends) if cores > 1 else {}
     results = []
     for gi, (label, sub) in enumerate(groups):
-        trials, probe, cal = calibrate_heaviest(config, space=sub, cores=cores, curve=curve,
-                                                check_gil=model_ok)
+        trials, probe, cal = calibrate_heaviest(
+            config, space=sub, cores=cores, curve=curve, check_gil=model_ok
+        )
         params = {**config.trial_base(), **probe.params}
         emit("group", label=label, n_trials=len(trials))
         records = compare_backends(
-            config, settings, repeats=repeats, run_dir=run_dir, progress=progress,
-            space=sub, prefix=f"g{gi}-", group_index=gi,
-            on_run=lambda record: emit("run", record=record))
+            config,
+            settings,
+            repeats=repeats,
+            run_dir=run_dir,
+            progress=progress,
+            space=sub,
+            prefix=f"g{gi}-",
+            group_index=gi,
+            on_run=lambda record: emit("run", record=record),
+        )
         rows = summarize(records, settings)
         _add_predictions(rows, cal, model_ok)
         # What `mlpar advise` would recommend for this workload from the serial
         # calibration alone, among the backends measured here, so it can be checked.
         times = trial_time_estimates(
-            cal, [{**config.trial_base(), **t.params} for t in trials], params)
-        opts = predict_options(cal, cores=cores, trial_times=times, startup_s=startups,
-                               backends=["serial", *backends,
-                                         *(["threads"] if gil_modes else [])])
+            cal, [{**config.trial_base(), **t.params} for t in trials], params
+        )
+        opts = predict_options(
+            cal,
+            cores=cores,
+            trial_times=times,
+            startup_s=startups,
+            backends=["serial", *backends, *(["threads"] if gil_modes else [])],
+        )
         advised = option_setting(max(opts, key=opts.get), cores)
-        results.append({"group": label, "calibration": dict(cal), "summary": rows,
-                        "runs": records, "advice": {"options": opts, "setting": advised}})
+        results.append(
+            {
+                "group": label,
+                "calibration": dict(cal),
+                "summary": rows,
+                "runs": records,
+                "advice": {"options": opts, "setting": advised},
+            }
+        )
         emit("group_done", result=results[-1], model_ok=model_ok)
-    doc = {"settings": [s.__dict__ for s in settings], "repeats": repeats, "cores": cores,
-           "gil_enabled": model_ok, "handoff_curve": [list(c) for c in curve],
-           "process_startup_s": startups, "gil_modes": list(gil_modes),
-           "groups": results}
+    doc = {
+        "settings": [s.__dict__ for s in settings],
+        "repeats": repeats,
+        "cores": cores,
+        "gil_enabled": model_ok,
+        "handoff_curve": [list(c) for c in curve],
+        "process_startup_s": startups,
+        "gil_modes": list(gil_modes),
+        "groups": results,
+    }
     atomic_write(Path(run_dir) / COMPARE_FILE, json.dumps(doc, indent=2, default=str) + "\n")
     return run_dir, doc
 

@@ -24,7 +24,14 @@ import time
 import numpy as np
 
 __all__ = [
-    "amdahl", "predict_threads", "sample_gil", "py_spy_available", "measure_handoff_cost", "measure_call_overhead", "calibrate", "Calibration",
+    "amdahl",
+    "predict_threads",
+    "sample_gil",
+    "py_spy_available",
+    "measure_handoff_cost",
+    "measure_call_overhead",
+    "calibrate",
+    "Calibration",
 ]
 
 
@@ -111,8 +118,10 @@ def measure_handoff_cost(*, m=64, k=64, py_iters=10, budget_s=0.08, repeats=3):
             t0 = time.perf_counter()
             _python_only(a, iters, py_iters)
             python = min(serial, time.perf_counter() - t0)
-            threads = [threading.Thread(target=_step_loop, args=(a, b, outs[q], iters, py_iters))
-                       for q in range(2)]
+            threads = [
+                threading.Thread(target=_step_loop, args=(a, b, outs[q], iters, py_iters))
+                for q in range(2)
+            ]
             t0 = time.perf_counter()
             for t in threads:
                 t.start()
@@ -165,7 +174,7 @@ def mean_handoff(durations_log2, curve):
     cost = 0.0
     for b, count in enumerate(durations_log2):
         if count:
-            mid_us = 0.5 if b == 0 else 0.75 * 2 ** b
+            mid_us = 0.5 if b == 0 else 0.75 * 2**b
             cost += count * handoff_at(mid_us * 1e-6, curve)
     return cost / total
 
@@ -253,7 +262,7 @@ def calibrate(params, *, seed=0, epochs=None, curve=None):
         m = train_mlp(params, seed, instrument=True)
         if curve is None:
             curve = measure_handoff_curve()
-    s = {k[len("stats_"):]: v for k, v in m.items() if k.startswith("stats_")}
+    s = {k[len("stats_") :]: v for k, v in m.items() if k.startswith("stats_")}
     steps = max(1, s["n_steps"])
     calls = s["gemm_calls"] + s["ufunc_big_calls"]  # the GIL-releasing calls
     all_calls = calls + s.get("ufunc_small_calls", 0)
@@ -270,12 +279,16 @@ def calibrate(params, *, seed=0, epochs=None, curve=None):
     durations = s.get("release_durations_us_log2") or []
     handoff_s = mean_handoff(durations, curve) if curve else 0.0
     cal = Calibration(
-        p=p, p_gemm=min(1.0, gemm_free / step_total),
-        step_time=step_total / steps, numeric_time=numeric / steps,
+        p=p,
+        p_gemm=min(1.0, gemm_free / step_total),
+        step_time=step_total / steps,
+        numeric_time=numeric / steps,
         python_time=(step_total - numeric) / steps,
         releases_per_step=calls / steps,
         releases_per_s=calls / step_total,
-        handoff_s=handoff_s, epochs=m["epochs"], fit_time=m["fit_time"],
+        handoff_s=handoff_s,
+        epochs=m["epochs"],
+        fit_time=m["fit_time"],
         epoch_time=plain["fit_time"] / max(1, plain["epochs"]),
         overhead_time=plain["data_time"] + plain["score_time"],
         release_durations_us_log2=list(durations),
@@ -283,7 +296,6 @@ def calibrate(params, *, seed=0, epochs=None, curve=None):
     cal["amdahl_2"] = amdahl(p, 2)
     cal["predicted_2"] = cal.prediction(2)
     return cal
-
 
 
 def _py_spy():
@@ -335,12 +347,27 @@ def sample_gil(code, *, marker, rate=250, timeout=300):
             f.write(code)
         for extra in ([], ["--gil"]):
             out = os.path.join(tmp, f"samples{len(extra)}.txt")
-            cmd = [_py_spy(), "record", "--rate", str(rate), "--format", "raw", "--nonblocking",
-                   "-o", out, *extra, "--", sys.executable, script]
+            cmd = [
+                _py_spy(),
+                "record",
+                "--rate",
+                str(rate),
+                "--format",
+                "raw",
+                "--nonblocking",
+                "-o",
+                out,
+                *extra,
+                "--",
+                sys.executable,
+                script,
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
             if proc.returncode != 0 or not os.path.exists(out):
-                raise RuntimeError(f"py-spy failed ({proc.returncode}): "
-                                   f"{(proc.stderr or proc.stdout).strip()[-300:]}")
+                raise RuntimeError(
+                    f"py-spy failed ({proc.returncode}): "
+                    f"{(proc.stderr or proc.stdout).strip()[-300:]}"
+                )
             n = 0
             with open(out) as f:
                 for line in f:
@@ -349,8 +376,12 @@ def sample_gil(code, *, marker, rate=250, timeout=300):
                         n += int(count)
             counts.append(n)
     total, held = counts
-    return {"p": 1.0 - min(held, total) / total if total else float("nan"),
-            "samples": total, "gil_samples": held, "method": "py-spy record --gil"}
+    return {
+        "p": 1.0 - min(held, total) / total if total else float("nan"),
+        "samples": total,
+        "gil_samples": held,
+        "method": "py-spy record --gil",
+    }
 
 
 def sample_trial_gil(params, *, seed=0, rate=250):

@@ -25,8 +25,7 @@ def summarize(records, settings):
     """Per setting: medians over repeats, speedup, efficiency, utilization, overheads."""
     by = {}
     for r in records:
-        by.setdefault((r["backend"], r["n_jobs"], r["blas_threads"], r.get("gil")),
-                      []).append(r)
+        by.setdefault((r["backend"], r["n_jobs"], r["blas_threads"], r.get("gil")), []).append(r)
     base = by.get(("serial", 1, 1, None), [])
     base_wall = {r["repeat"]: r["wall_time"] for r in base}
     base_trial = _median([t for r in base for t in r["trial_wall"]])
@@ -47,18 +46,29 @@ def summarize(records, settings):
                 per_worker[w] = per_worker.get(w, 0.0) + (t or 0.0)
             busy.append(max(per_worker.values(), default=0.0))
         speedup = _median(ratios)
-        out.append({
-            "backend": s.backend, "n_jobs": s.n_jobs, "blas_threads": s.blas_threads,
-            "gil": s.gil, "label": s.label, "repeats": len(runs),
-            "wall": _median(walls), "wall_min": min(walls), "wall_max": max(walls),
-            "speedup": speedup, "efficiency": speedup / cores,
-            "utilization": _median([c / (w * cores) for c, w in zip(cpu, walls)]),
-            "inflation": _median([t for r in runs for t in r["trial_wall"]]) / base_trial
-            if base_trial == base_trial and base_trial > 0 else float("nan"),
-            # Wall time no worker spent in a trial: start-up, dispatch, transfer, tail.
-            "overhead": _median([w - b for w, b in zip(walls, busy)]),
-            "ok": min(r["n_ok"] for r in runs), "trials": runs[0]["n_trials"],
-        })
+        out.append(
+            {
+                "backend": s.backend,
+                "n_jobs": s.n_jobs,
+                "blas_threads": s.blas_threads,
+                "gil": s.gil,
+                "label": s.label,
+                "repeats": len(runs),
+                "wall": _median(walls),
+                "wall_min": min(walls),
+                "wall_max": max(walls),
+                "speedup": speedup,
+                "efficiency": speedup / cores,
+                "utilization": _median([c / (w * cores) for c, w in zip(cpu, walls)]),
+                "inflation": _median([t for r in runs for t in r["trial_wall"]]) / base_trial
+                if base_trial == base_trial and base_trial > 0
+                else float("nan"),
+                # Wall time no worker spent in a trial: start-up, dispatch, transfer, tail.
+                "overhead": _median([w - b for w, b in zip(walls, busy)]),
+                "ok": min(r["n_ok"] for r in runs),
+                "trials": runs[0]["n_trials"],
+            }
+        )
     return out
 
 
@@ -84,17 +94,26 @@ def group_table(doc):
         pred = th.get("predicted")
         meas = th.get("speedup")
         adv = tuple((g.get("advice") or {}).get("setting") or ())
-        adv_row = next((r for r in rows
-                        if (r["backend"], r["n_jobs"], r["blas_threads"]) == adv), None)
-        out.append({
-            "group": group_label(g["group"]), "p": cal.get("p"), "p_check": cal.get("p_check"),
-            "amdahl": th.get("amdahl"), "predicted": pred, "threads": meas,
-            "error": (pred - meas) / meas if pred and meas else None,
-            "processes": pick.get("processes", {}).get("speedup"),
-            "best": best.get("label"),
-            "threads_gil0": pick.get("threads GIL=0", {}).get("speedup"),
-            "threads_gil1": pick.get("threads GIL=1", {}).get("speedup"),
-            "advised": adv_row["label"] if adv_row else None,
-            "advised_vs_best": adv_row["speedup"] / best["speedup"] if adv_row and best else None,
-        })
+        adv_row = next(
+            (r for r in rows if (r["backend"], r["n_jobs"], r["blas_threads"]) == adv), None
+        )
+        out.append(
+            {
+                "group": group_label(g["group"]),
+                "p": cal.get("p"),
+                "p_check": cal.get("p_check"),
+                "amdahl": th.get("amdahl"),
+                "predicted": pred,
+                "threads": meas,
+                "error": (pred - meas) / meas if pred and meas else None,
+                "processes": pick.get("processes", {}).get("speedup"),
+                "best": best.get("label"),
+                "threads_gil0": pick.get("threads GIL=0", {}).get("speedup"),
+                "threads_gil1": pick.get("threads GIL=1", {}).get("speedup"),
+                "advised": adv_row["label"] if adv_row else None,
+                "advised_vs_best": adv_row["speedup"] / best["speedup"]
+                if adv_row and best
+                else None,
+            }
+        )
     return out

@@ -4,7 +4,6 @@ import numbers
 import queue
 from abc import ABC, abstractmethod
 
-
 __all__ = ["Backend", "effective_n_jobs", "check_picklable", "drain"]
 
 

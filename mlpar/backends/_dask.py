@@ -64,7 +64,8 @@ def connect(address, *, timeout):
         raise ConnectionError(
             f"cannot reach the Dask scheduler at {address} within {timeout:g} s{reason}; "
             f"check execution.address, start a scheduler there (dask scheduler), or raise "
-            f"execution.connect_timeout") from None
+            f"execution.connect_timeout"
+        ) from None
 
 
 class _BlasLease:
@@ -169,7 +170,9 @@ class DaskBackend(Backend):
 
     def open(self):
         if self.address is None:
-            self.n_jobs = effective_n_jobs(self.requested_n_jobs, default=effective_n_jobs(-1, default=1))
+            self.n_jobs = effective_n_jobs(
+                self.requested_n_jobs, default=effective_n_jobs(-1, default=1)
+            )
             return  # the cluster starts in start(), once blas_threads is known
         if isinstance(self.address, distributed.Client):
             self._client = self.address
@@ -250,7 +253,9 @@ class DaskBackend(Backend):
         # scattered data dies with the workers holding it, and crashing trials
         # kill workers. Big arrays belong in files opened with mmap_mode="r".
         futures = self._client.map(
-            _call, [self._runner] * len(jobs), [trial for _, trial in jobs],
+            _call,
+            [self._runner] * len(jobs),
+            [trial for _, trial in jobs],
             key=[f"mlpar-trial-{trial.key}-{job_id}" for job_id, trial in jobs],
             pure=False,
         )
@@ -280,7 +285,9 @@ class DaskBackend(Backend):
         if isinstance(exc, distributed.scheduler.KilledWorker):
             self._threads_checked = -math.inf  # a worker is gone: count again
             message = f"the Dask worker running the trial died ({exc})"
-            return pending.job_id, _synthetic_outcome("crashed", "WorkerCrashed", message, pending, None)
+            return pending.job_id, _synthetic_outcome(
+                "crashed", "WorkerCrashed", message, pending, None
+            )
         # The task never ran fn (TrialRunner catches fn's errors): it could not
         # be deserialized on the worker, or the cluster lost it.
         error_type = type(exc).__name__ if exc is not None else "CancelledError"
@@ -322,7 +329,12 @@ class DaskBackend(Backend):
                 f"(+{kill_grace(self._timeout):g} s grace); Dask worker {workers[0]} "
                 "was killed and its nanny starts a fresh one"
             )
-            done.append((pending.job_id, _synthetic_outcome("timeout", "TimeoutError", message, pending, None)))
+            done.append(
+                (
+                    pending.job_id,
+                    _synthetic_outcome("timeout", "TimeoutError", message, pending, None),
+                )
+            )
         return done
 
     def _bury(self, finished):
@@ -366,4 +378,8 @@ class DaskBackend(Backend):
         finally:
             self._pending, self._client, self._cluster = {}, None, None
             if pending and not kill:
-                warnings.warn(f"{len(pending)} Dask trials were still pending at close", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"{len(pending)} Dask trials were still pending at close",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )

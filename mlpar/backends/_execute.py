@@ -24,9 +24,19 @@ __all__ = ["TrialRunner", "StackTask", "OUTCOME_FIELDS", "make_outcome"]
 
 #: The fields of a row that the worker fills in; the sweep adds the others.
 OUTCOME_FIELDS = (
-    "status", "metrics", "error_type", "error_message", "traceback",
-    "wall_time", "cpu_time", "started_at", "ended_at",
-    "pid", "thread_name", "thread_id", "blas_threads_seen",
+    "status",
+    "metrics",
+    "error_type",
+    "error_message",
+    "traceback",
+    "wall_time",
+    "cpu_time",
+    "started_at",
+    "ended_at",
+    "pid",
+    "thread_name",
+    "thread_id",
+    "blas_threads_seen",
 )
 
 
@@ -92,8 +102,9 @@ class TrialRunner:
         process: exceptions need not pickle.
     """
 
-    def __init__(self, fn, *, timeout=None, blas_threads=None, limit_threads=False,
-                 keep_exception=False):
+    def __init__(
+        self, fn, *, timeout=None, blas_threads=None, limit_threads=False, keep_exception=False
+    ):
         self.fn = fn
         self.keep_exception = keep_exception
         self.timeout = timeout
@@ -138,15 +149,23 @@ class TrialRunner:
             message = _divergence(metrics)
             status = "ok" if message is None else "diverged"
         outcome = make_outcome(
-            status, metrics=metrics, error_type=error_type, error_message=message,
-            traceback=tb, wall_time=wall_time, cpu_time=cpu_time, started_at=started_at,
-            ended_at=started_at + wall_time, pid=os.getpid(), thread_name=thread.name,
-            thread_id=threading.get_native_id(), blas_threads_seen=seen,
+            status,
+            metrics=metrics,
+            error_type=error_type,
+            error_message=message,
+            traceback=tb,
+            wall_time=wall_time,
+            cpu_time=cpu_time,
+            started_at=started_at,
+            ended_at=started_at + wall_time,
+            pid=os.getpid(),
+            thread_name=thread.name,
+            thread_id=threading.get_native_id(),
+            blas_threads_seen=seen,
         )
         if self.keep_exception:
             outcome["exception"] = error
         return outcome
-
 
     def _run_stack(self, task):
         """Outcomes of a stack's trials (a list), or one failed outcome for the whole stack.
@@ -169,32 +188,48 @@ class TrialRunner:
             try:
                 results = run_stack([(copy.deepcopy(t.params), t.seed) for t in task.trials])
                 if not isinstance(results, (list, tuple)) or len(results) != len(task.trials):
-                    raise TypeError(f"fn.run_stack must return one metrics dict per trial "
-                                    f"({len(task.trials)}), got {type(results).__name__}")
+                    raise TypeError(
+                        f"fn.run_stack must return one metrics dict per trial "
+                        f"({len(task.trials)}), got {type(results).__name__}"
+                    )
                 results = [_clean_metrics(r) for r in results]
             except (Exception, SystemExit) as exc:
                 error, tb = exc, traceback.format_exc()
             seen = _blas_threads_seen()
         wall_time = time.perf_counter() - t0
         cpu_time = time.thread_time() - c0
-        common = dict(wall_time=wall_time, cpu_time=cpu_time, started_at=started_at,
-                      ended_at=started_at + wall_time, pid=os.getpid(),
-                      thread_name=thread.name, thread_id=threading.get_native_id(),
-                      blas_threads_seen=seen)
+        common = dict(
+            wall_time=wall_time,
+            cpu_time=cpu_time,
+            started_at=started_at,
+            ended_at=started_at + wall_time,
+            pid=os.getpid(),
+            thread_name=thread.name,
+            thread_id=threading.get_native_id(),
+            blas_threads_seen=seen,
+        )
         late = deadline is not None and time.monotonic() > deadline
         if error is not None or late:
-            return make_outcome("failed" if error is not None else "timeout",
-                                error_type=type(error).__name__ if error else "TimeoutError",
-                                error_message=str(error) if error else
-                                f"stack past its timeout of {timeout:g} s", traceback=tb,
-                                **common)
+            return make_outcome(
+                "failed" if error is not None else "timeout",
+                error_type=type(error).__name__ if error else "TimeoutError",
+                error_message=str(error) if error else f"stack past its timeout of {timeout:g} s",
+                traceback=tb,
+                **common,
+            )
         # Each trial's share of the stack's time, so that sums over rows stay honest.
         common.update(wall_time=wall_time / len(results), cpu_time=cpu_time / len(results))
         outcomes = []
         for metrics in results:
             message = _divergence(metrics)
-            outcomes.append(make_outcome("ok" if message is None else "diverged",
-                                         metrics=metrics, error_message=message, **common))
+            outcomes.append(
+                make_outcome(
+                    "ok" if message is None else "diverged",
+                    metrics=metrics,
+                    error_message=message,
+                    **common,
+                )
+            )
         return outcomes
 
 

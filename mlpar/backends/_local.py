@@ -66,9 +66,7 @@ class ThreadBackend(Backend):
             # Our own small pool rather than ThreadPoolExecutor: its threads
             # are joined at interpreter exit, so one hung trial would keep a
             # Ctrl-C'd program alive forever.
-            thread = threading.Thread(
-                target=self._work, name=f"mlpar-trial-{i}", daemon=True
-            )
+            thread = threading.Thread(target=self._work, name=f"mlpar-trial-{i}", daemon=True)
             thread.start()
             self._threads.append(thread)
 

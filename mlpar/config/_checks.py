@@ -80,8 +80,7 @@ class Bad(Exception):
     one, and ``value`` is then that inner value.
     """
 
-    def __init__(self, expected, *, kind=ValueError, at="", value=None, has_value=False,
-                 hint=""):
+    def __init__(self, expected, *, kind=ValueError, at="", value=None, has_value=False, hint=""):
         super().__init__(expected)
         self.expected = expected
         self.kind = kind
@@ -145,7 +144,8 @@ class Int(Check):
         self.low, self.high = low, high
         self.nullable, self.minus_one = nullable, minus_one
         what = {0: "a non-negative integer", 1: "a positive integer"}.get(
-            low, f"an integer >= {low}")
+            low, f"an integer >= {low}"
+        )
         if minus_one:
             what += " or -1 (all cores)"
         if nullable:
@@ -182,7 +182,8 @@ class Float(Check):
         self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
         self.nullable = nullable
         self.expected = f"must be {_interval(low, high, low_open, high_open)}" + (
-            " or null" if nullable else "")
+            " or null" if nullable else ""
+        )
 
     def convert(self, value):
         if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
@@ -192,9 +193,14 @@ class Float(Check):
         value = float(value)
         if not math.isfinite(value):
             raise Bad("must be a finite number")
-        if (value < self.low or (self.low_open and value == self.low)
-                or (self.high is not None
-                    and (value > self.high or (self.high_open and value == self.high)))):
+        if (
+            value < self.low
+            or (self.low_open and value == self.low)
+            or (
+                self.high is not None
+                and (value > self.high or (self.high_open and value == self.high))
+            )
+        ):
             raise Bad(self.expected)
         return value
 
@@ -259,8 +265,10 @@ class Hidden(Check):
         self.width = Int(1, self.MAX_WIDTH)
 
     def convert(self, value):
-        expected = ("must be a positive integer or a non-empty list of positive integers "
-                    "(the hidden layer widths)")
+        expected = (
+            "must be a positive integer or a non-empty list of positive integers "
+            "(the hidden layer widths)"
+        )
         if isinstance(value, np.ndarray) and value.ndim == 1:
             value = value.tolist()
         if _is_int(value):
@@ -276,8 +284,9 @@ class Hidden(Check):
             try:
                 widths.append(self.width(width))
             except Bad as bad:
-                raise Bad(bad.expected, kind=bad.kind, at=f"[{i}]", value=width,
-                          has_value=True) from None
+                raise Bad(
+                    bad.expected, kind=bad.kind, at=f"[{i}]", value=width, has_value=True
+                ) from None
         return tuple(widths)
 
 
@@ -319,11 +328,18 @@ class ListOf(Check):
             try:
                 item = self.item(raw)
             except Bad as bad:
-                raise Bad(bad.expected, kind=bad.kind, at=f"[{i}]", value=raw, has_value=True,
-                          hint=bad.hint) from None
+                raise Bad(
+                    bad.expected,
+                    kind=bad.kind,
+                    at=f"[{i}]",
+                    value=raw,
+                    has_value=True,
+                    hint=bad.hint,
+                ) from None
             if item in items:
-                raise Bad("must not repeat an earlier entry", at=f"[{i}]", value=raw,
-                          has_value=True)
+                raise Bad(
+                    "must not repeat an earlier entry", at=f"[{i}]", value=raw, has_value=True
+                )
             items.append(item)
         return tuple(items)
 
@@ -344,6 +360,5 @@ def unknown_key(path, key, valid) -> Problem:
     """The problem for a key that is not in ``valid``, with a did-you-mean where one is close."""
     prefix = f"{path}." if path else ""
     match = closest(key, valid)
-    tail = (f"did you mean {prefix}{match}?" if match
-            else f"expected one of {', '.join(valid)}")
+    tail = f"did you mean {prefix}{match}?" if match else f"expected one of {', '.join(valid)}"
     return Problem(f"{prefix}{show_key(key)}", f"unknown key {prefix}{show_key(key)}; {tail}")

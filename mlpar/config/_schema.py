@@ -9,12 +9,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from ._checks import (INVALID, Bool, Float, Hidden, Int, ListOf, OneOf, Problem, StackSize, Text,
-                      plain, show)
+from ._checks import (
+    INVALID,
+    Bool,
+    Float,
+    Hidden,
+    Int,
+    ListOf,
+    OneOf,
+    Problem,
+    StackSize,
+    Text,
+    plain,
+    show,
+)
 from ._sweepspec import HalvingSpec, SweepParams, has_distribution, n_configurations
 
-__all__ = ["DataConfig", "ModelConfig", "TrainConfig", "SweepConfig", "ExecutionConfig",
-           "CompareConfig", "OutputConfig", "TRIAL_PARAM_NAMES"]
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "SweepConfig",
+    "ExecutionConfig",
+    "CompareConfig",
+    "OutputConfig",
+    "TRIAL_PARAM_NAMES",
+]
 
 
 # The names a setting may take come from the modules that own them, imported
@@ -61,9 +81,10 @@ class _Section:
     def __post_init__(self):
         problems = []
         name = type(self).__name__
-        values = {f.name: f.metadata["check"].collect(getattr(self, f.name), f"{name}.{f.name}",
-                                                      problems)
-                  for f in settings(type(self))}
+        values = {
+            f.name: f.metadata["check"].collect(getattr(self, f.name), f"{name}.{f.name}", problems)
+            for f in settings(type(self))
+        }
         self._consistency(values, values, name, problems)
         if problems:
             raise problems[0].kind(problems[0].message)
@@ -181,22 +202,39 @@ class SweepConfig(_Section):
         random = has_distribution(raw.get("params"))
         n_iter = values["n_iter"]
         if random and n_iter is None:
-            problems.append(Problem(f"{path}.n_iter", (
-                f"{path}.n_iter must be a positive integer for a random search ({path}.params "
-                f"has distributions), got None (NoneType)")))
+            problems.append(
+                Problem(
+                    f"{path}.n_iter",
+                    (
+                        f"{path}.n_iter must be a positive integer for a random search ({path}.params "
+                        f"has distributions), got None (NoneType)"
+                    ),
+                )
+            )
         elif not random and n_iter not in (None, INVALID):
-            problems.append(Problem(f"{path}.n_iter", (
-                f"{path}.n_iter must be null for a grid search ({path}.params has no "
-                f"distributions), got {show(n_iter)}")))
+            problems.append(
+                Problem(
+                    f"{path}.n_iter",
+                    (
+                        f"{path}.n_iter must be null for a grid search ({path}.params has no "
+                        f"distributions), got {show(n_iter)}"
+                    ),
+                )
+            )
         cls._halving_consistency(values, path, problems)
         if INVALID in (values["params"], n_iter, values["seeds"]) or (random and n_iter is None):
             return
         configs = n_iter if random else n_configurations(values["params"])
         if configs * values["seeds"] > MAX_TRIALS:
-            problems.append(Problem(f"{path}.params", (
-                f"{path}.params must expand to at most {MAX_TRIALS} trials, got {configs} "
-                f"configurations x {values['seeds']} seeds")))
-
+            problems.append(
+                Problem(
+                    f"{path}.params",
+                    (
+                        f"{path}.params must expand to at most {MAX_TRIALS} trials, got {configs} "
+                        f"configurations x {values['seeds']} seeds"
+                    ),
+                )
+            )
 
     @staticmethod
     def _halving_consistency(values, path, problems):
@@ -204,16 +242,28 @@ class SweepConfig(_Section):
         if halving in (None, INVALID):
             return
         if n_iter not in (None, INVALID) and n_iter < halving.factor:
-            problems.append(Problem(f"{path}.n_iter", (
-                f"{path}.n_iter must be at least {path}.halving.factor ({halving.factor}) "
-                f"for successive halving, got {show(n_iter)}")))
+            problems.append(
+                Problem(
+                    f"{path}.n_iter",
+                    (
+                        f"{path}.n_iter must be at least {path}.halving.factor ({halving.factor}) "
+                        f"for successive halving, got {show(n_iter)}"
+                    ),
+                )
+            )
         for i, grid in enumerate(grids if grids is not INVALID else ()):
             if halving.resource in dict(grid):
                 where = f"{path}.params" if len(grids) == 1 else f"{path}.params[{i}]"
-                problems.append(Problem(f"{where}.{halving.resource}", (
-                    f"{where}.{halving.resource} must not be swept together with "
-                    f"{path}.halving (it sets {halving.resource} for every rung), "
-                    f"got {show(plain(dict(grid)[halving.resource]))}")))
+                problems.append(
+                    Problem(
+                        f"{where}.{halving.resource}",
+                        (
+                            f"{where}.{halving.resource} must not be swept together with "
+                            f"{path}.halving (it sets {halving.resource} for every rung), "
+                            f"got {show(plain(dict(grid)[halving.resource]))}"
+                        ),
+                    )
+                )
 
 
 @dataclass(frozen=True)
@@ -236,9 +286,14 @@ class ExecutionConfig(_Section):
     # 0: a failed trial is recorded as failed, not run again. 100 is past any flake.
     retries: int = _setting(0, Int(0, 100))
     # None: start a local Dask cluster. Dask only.
-    address: str | None = _setting(None, Text(
-        r"(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}",
-        "a Dask scheduler address such as tcp://127.0.0.1:8786", nullable=True))
+    address: str | None = _setting(
+        None,
+        Text(
+            r"(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}",
+            "a Dask scheduler address such as tcp://127.0.0.1:8786",
+            nullable=True,
+        ),
+    )
     # Dask with an address only: seconds to reach the scheduler before giving up.
     # 10 s: a scheduler on the same network answers in milliseconds, and a wrong
     # address should fail before the user wonders (Dask's own default is 30 s).
@@ -248,14 +303,26 @@ class ExecutionConfig(_Section):
     def _consistency(cls, values, raw, path, problems):
         address, backend, n_jobs = values["address"], values["backend"], values["n_jobs"]
         if backend == "serial" and n_jobs not in (None, 1, INVALID):
-            problems.append(Problem(f"{path}.n_jobs", (
-                f"{path}.n_jobs must be 1 or null for backend serial, which runs one trial "
-                f"at a time, got {show(n_jobs)}; choose backend threads or processes to run "
-                f"trials in parallel")))
+            problems.append(
+                Problem(
+                    f"{path}.n_jobs",
+                    (
+                        f"{path}.n_jobs must be 1 or null for backend serial, which runs one trial "
+                        f"at a time, got {show(n_jobs)}; choose backend threads or processes to run "
+                        f"trials in parallel"
+                    ),
+                )
+            )
         if address not in (None, INVALID) and backend not in ("dask", INVALID):
-            problems.append(Problem(f"{path}.address", (
-                f"{path}.address must be null unless {path}.backend is dask, "
-                f"got {show(address)}")))
+            problems.append(
+                Problem(
+                    f"{path}.address",
+                    (
+                        f"{path}.address must be null unless {path}.backend is dask, "
+                        f"got {show(address)}"
+                    ),
+                )
+            )
 
 
 @dataclass(frozen=True)
@@ -264,18 +331,21 @@ class CompareConfig(_Section):
 
     _what = "compare settings"
     # The three joblib backends: the comparison the essay's lessons are about.
-    backends: tuple = _setting(("serial", "threads", "processes"),
-                               ListOf(OneOf(_backends), "backend names"))
+    backends: tuple = _setting(
+        ("serial", "threads", "processes"), ListOf(OneOf(_backends), "backend names")
+    )
     # 2 workers: the smallest parallel run, and every laptop has 2 cores.
-    n_jobs: tuple = _setting((2,), ListOf(Int(1, 4096, minus_one=True),
-                                          "worker counts (positive integers or -1)"))
+    n_jobs: tuple = _setting(
+        (2,), ListOf(Int(1, 4096, minus_one=True), "worker counts (positive integers or -1)")
+    )
     # 3 interleaved repeats: a median that one slow run cannot move.
     repeats: int = _setting(3, Int(1, 1000))
     # No grouping: the whole sweep is one workload. Naming swept parameters
     # (e.g. [units, batch_size]) compares each of their values separately, so
     # a width scan shows where threads start to pay.
-    group_by: tuple = _setting((), ListOf(OneOf(lambda: TRIAL_PARAM_NAMES),
-                                          "swept trial parameter names", empty=True))
+    group_by: tuple = _setting(
+        (), ListOf(OneOf(lambda: TRIAL_PARAM_NAMES), "swept trial parameter names", empty=True)
+    )
 
 
 @dataclass(frozen=True)
@@ -287,21 +357,34 @@ class OutputConfig(_Section):
     folder: str = _setting("runs", Text(r"[^\x00]+", "a non-empty folder path"))
 
 
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig,
-            "sweep": SweepConfig, "execution": ExecutionConfig, "compare": CompareConfig,
-            "output": OutputConfig}
+SECTIONS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "sweep": SweepConfig,
+    "execution": ExecutionConfig,
+    "compare": CompareConfig,
+    "output": OutputConfig,
+}
 TOP_KEYS = ("name", *SECTIONS)
-NAME = Text(r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
-            "a name made of letters, digits, '_', '.' and '-', not starting with '.' or '-'",
-            max_length=128)
+NAME = Text(
+    r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
+    "a name made of letters, digits, '_', '.' and '-', not starting with '.' or '-'",
+    max_length=128,
+)
 TRIAL_CHECKS = {
-    **{f.name: f.metadata["check"] for cls in (DataConfig, ModelConfig, TrainConfig)
-       for f in settings(cls)},
+    **{
+        f.name: f.metadata["check"]
+        for cls in (DataConfig, ModelConfig, TrainConfig)
+        for f in settings(cls)
+    },
     # units x layers: a uniform stack, hidden = [units] * layers.
     "units": Int(1, Hidden.MAX_WIDTH),
     "layers": Int(1, Hidden.MAX_LAYERS),
 }
 #: Every flat trial parameter name: data, model and train fields, units, layers.
 TRIAL_PARAM_NAMES = tuple(TRIAL_CHECKS)
-SCHEMA = {"name": None, **{key: tuple(f.name for f in settings(cls))
-                           for key, cls in SECTIONS.items()}}
+SCHEMA = {
+    "name": None,
+    **{key: tuple(f.name for f in settings(cls)) for key, cls in SECTIONS.items()},
+}

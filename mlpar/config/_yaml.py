@@ -49,8 +49,9 @@ def read_yaml_file(path, top_keys):
             return None, f"{label}: is a directory, expected a YAML file"
         size = p.stat().st_size
         if size > MAX_BYTES:
-            return None, (f"{label}: is {size} bytes, expected a YAML config "
-                          f"(at most {MAX_BYTES} bytes)")
+            return None, (
+                f"{label}: is {size} bytes, expected a YAML config (at most {MAX_BYTES} bytes)"
+            )
         data = p.read_bytes()
     except (FileNotFoundError, NotADirectoryError):
         return None, f"{label}: no such file"
@@ -60,12 +61,12 @@ def read_yaml_file(path, top_keys):
         # utf-8-sig: editors on Windows may start the file with a byte order mark.
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        return None, (f"{label}: is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
-                      f"{exc.start})")
+        return None, (
+            f"{label}: is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        )
     value, error = parse_yaml(text, label)
     if error is None and value is None and _only_comments(text):
-        return None, (f"{label}: file is empty; expected a mapping with keys "
-                      f"{', '.join(top_keys)}")
+        return None, (f"{label}: file is empty; expected a mapping with keys {', '.join(top_keys)}")
     return value, error
 
 
@@ -149,15 +150,19 @@ def _safe_load(text):
 
 def _duplicate_lines(found, label, inline):
     if inline:
-        return "\n".join(f"{label}: duplicate key {path} in the value; each key may appear "
-                         f"only once" for path, _, _ in found)
+        return "\n".join(
+            f"{label}: duplicate key {path} in the value; each key may appear only once"
+            for path, _, _ in found
+        )
     lines = []
     for path, (line, column), (first, first_column) in found:
         # The column only where the line alone does not tell: `{lr: 1, lr: 2}`.
         where = f"line {line}, column {column}" if line == first else f"line {line}"
         before = f"line {first}, column {first_column}" if line == first else f"line {first}"
-        lines.append(f"{label}: {where}: duplicate key {path} (first at {before}); "
-                     f"each key may appear only once")
+        lines.append(
+            f"{label}: {where}: duplicate key {path} (first at {before}); "
+            f"each key may appear only once"
+        )
     return "\n".join(lines)
 
 
@@ -178,15 +183,19 @@ def parse_yaml(text, label, *, inline=False):
             if tag:
                 name = tag.group(1).replace("tag:yaml.org,2002:", "!!")
                 return None, f"{label}: YAML tag {name} is not allowed (only plain YAML)"
-            return None, (f"{label}: invalid YAML value {text!r}: "
-                          f"{_one_line(exc.problem or exc.context or '')}")
+            return None, (
+                f"{label}: invalid YAML value {text!r}: "
+                f"{_one_line(exc.problem or exc.context or '')}"
+            )
         return None, _marked_error(exc, label, text)
     except yaml.reader.ReaderError as exc:
         line, column = _position(text, exc.position)
-        return None, (f"{label}: invalid YAML at line {line}, column {column}: unacceptable "
-                      f"character #x{exc.character:04x}: {exc.reason}"
-                      if isinstance(exc.character, int) else
-                      f"{label}: invalid YAML: {_one_line(str(exc))}")
+        return None, (
+            f"{label}: invalid YAML at line {line}, column {column}: unacceptable "
+            f"character #x{exc.character:04x}: {exc.reason}"
+            if isinstance(exc.character, int)
+            else f"{label}: invalid YAML: {_one_line(str(exc))}"
+        )
     except yaml.YAMLError as exc:
         return None, f"{label}: invalid YAML: {_one_line(str(exc))}"
     except RecursionError:
@@ -220,8 +229,10 @@ def _marked_error(exc, label, text):
         indent = bad[: len(bad) - len(bad.lstrip(" \t"))]
     if "\\t" in problem or "tab" in problem or "\t" in indent:
         tab_column = indent.index("\t") + 1 if "\t" in indent else column
-        return (f"{label}: tab character at line {line}, column {tab_column}; "
-                f"indent YAML with spaces, not tabs")
+        return (
+            f"{label}: tab character at line {line}, column {tab_column}; "
+            f"indent YAML with spaces, not tabs"
+        )
     if exc.context and exc.problem:
         context = _one_line(exc.context)
         cmark = exc.context_mark
@@ -317,8 +328,7 @@ def apply_override(raw, path, value):
                 grid[name] = value
     if value is None:
         kept = [g for g in grids if not (isinstance(g, dict) and not g)]
-        section["params"] = (None if not kept else
-                             kept[0] if isinstance(params, dict) else kept)
+        section["params"] = None if not kept else kept[0] if isinstance(params, dict) else kept
 
 
 class OverrideWarning(UserWarning):
@@ -335,21 +345,28 @@ def switch_backend(raw, file_execution, typed, label):
     Each change is reported as an :class:`OverrideWarning`.
     """
     execution = raw.get("execution")
-    if ("execution", "backend") not in typed or not isinstance(execution, dict) \
-            or not isinstance(file_execution, dict):
+    if (
+        ("execution", "backend") not in typed
+        or not isinstance(execution, dict)
+        or not isinstance(file_execution, dict)
+    ):
         return
     backend, notes = execution.get("backend"), []
     n_jobs = file_execution.get("n_jobs")
     if backend == "serial" and ("execution", "n_jobs") not in typed and n_jobs not in (None, 1):
         execution["n_jobs"] = 1
-        notes.append(f"execution.n_jobs {printable(str(n_jobs))} from {label} replaced by 1: "
-                     f"backend serial, set by an override, runs one trial at a time; "
-                     f"override execution.n_jobs too to choose")
+        notes.append(
+            f"execution.n_jobs {printable(str(n_jobs))} from {label} replaced by 1: "
+            f"backend serial, set by an override, runs one trial at a time; "
+            f"override execution.n_jobs too to choose"
+        )
     address = file_execution.get("address")
     if backend != "dask" and ("execution", "address") not in typed and address is not None:
         execution["address"] = None
-        notes.append(f"execution.address {printable(str(address))} from {label} dropped: "
-                     f"backend {printable(str(backend))}, set by an override, does not use it")
+        notes.append(
+            f"execution.address {printable(str(address))} from {label} dropped: "
+            f"backend {printable(str(backend))}, set by an override, does not use it"
+        )
     for note in notes:
         warnings.warn(note, OverrideWarning, stacklevel=3)
 

@@ -15,6 +15,12 @@ from ._cache import cache_dir, load_splits, prepare_splits
 from ._datasets import DATASETS, Dataset, Splits, load_dataset, make_splits
 
 __all__ = [
-    "DATASETS", "Dataset", "Splits", "cache_dir", "load_dataset", "load_splits", "make_splits",
+    "DATASETS",
+    "Dataset",
+    "Splits",
+    "cache_dir",
+    "load_dataset",
+    "load_splits",
+    "make_splits",
     "prepare_splits",
 ]

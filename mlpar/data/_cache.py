@@ -70,8 +70,16 @@ def cache_dir() -> Path:
 
 
 def load_splits(
-    name, *, n_samples=None, n_features=None, n_classes=None, noise=None,
-    val_fraction=0.2, test_fraction=0.2, random_state=0, dtype="float32",
+    name,
+    *,
+    n_samples=None,
+    n_features=None,
+    n_classes=None,
+    noise=None,
+    val_fraction=0.2,
+    test_fraction=0.2,
+    random_state=0,
+    dtype="float32",
 ) -> Splits:
     """Split, scaled data from the cache, memory-mapped read-only.
 
@@ -122,13 +130,25 @@ def load_splits(
     return _cached_splits(
         name,
         {"n_samples": n_samples, "n_features": n_features, "n_classes": n_classes, "noise": noise},
-        val_fraction, test_fraction, random_state, dtype, verify=False,
+        val_fraction,
+        test_fraction,
+        random_state,
+        dtype,
+        verify=False,
     )
 
 
 def prepare_splits(
-    name, *, n_samples=None, n_features=None, n_classes=None, noise=None,
-    val_fraction=0.2, test_fraction=0.2, random_state=0, dtype="float32",
+    name,
+    *,
+    n_samples=None,
+    n_features=None,
+    n_classes=None,
+    noise=None,
+    val_fraction=0.2,
+    test_fraction=0.2,
+    random_state=0,
+    dtype="float32",
 ) -> Splits:
     """Build the cache entry if it is missing and verify every file's sha256.
 
@@ -161,7 +181,11 @@ random_state, dtype
     return _cached_splits(
         name,
         {"n_samples": n_samples, "n_features": n_features, "n_classes": n_classes, "noise": noise},
-        val_fraction, test_fraction, random_state, dtype, verify=True,
+        val_fraction,
+        test_fraction,
+        random_state,
+        dtype,
+        verify=True,
     )
 
 
@@ -174,12 +198,17 @@ def _cached_splits(name, params, val_fraction, test_fraction, random_state, dtyp
             f"({type(random_state).__name__})"
         )
     request = {
-        "format": _FORMAT, "dataset": name, "params": params,
-        "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
-        "random_state": int(random_state), "dtype": np.dtype(dtype).str,
+        "format": _FORMAT,
+        "dataset": name,
+        "params": params,
+        "val_fraction": float(val_fraction),
+        "test_fraction": float(test_fraction),
+        "random_state": int(random_state),
+        "dtype": np.dtype(dtype).str,
         # Generators and splitters may change between releases, and so may
         # NumPy's reductions (the scaler's mean and std).
-        "scikit-learn": _sklearn_version(), "numpy": np.__version__,
+        "scikit-learn": _sklearn_version(),
+        "numpy": np.__version__,
     }
     text = _canonical(request)
     key = f"{name}-{hashlib.sha256(text).hexdigest()}"
@@ -215,8 +244,9 @@ def _canonical(obj) -> bytes:
             return o.item()
         raise TypeError(f"dataset parameters must be numbers or None to be cached, got {o!r}")
 
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False,
-                      default=plain).encode()
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), allow_nan=False, default=plain
+    ).encode()
 
 
 def _one_line(text) -> str:
@@ -294,8 +324,11 @@ def _open_entry(entry, key, request, *, verify):
     try:
         files = {part: meta["files"][f"{part}.npy"] for part in _PARTS}
         sizes = {part: int(f["bytes"]) for part, f in files.items()}
-        ok = meta["key"] == key and meta["request"] == request and meta["task"] == (
-            DATASETS[request["dataset"]][0])
+        ok = (
+            meta["key"] == key
+            and meta["request"] == request
+            and meta["task"] == (DATASETS[request["dataset"]][0])
+        )
     except (KeyError, TypeError, ValueError):
         ok = False
     if not ok:
@@ -316,8 +349,10 @@ def _open_entry(entry, key, request, *, verify):
         except (OSError, ValueError, EOFError) as exc:
             return None, f"{path.name} does not load: {_one_line(exc)}"
         if list(a.shape) != files[part].get("shape") or a.dtype.str != files[part].get("dtype"):
-            return None, (f"{path.name} holds {a.dtype.str} {list(a.shape)}, {_META} records "
-                          f"{files[part].get('dtype')} {files[part].get('shape')}")
+            return None, (
+                f"{path.name} holds {a.dtype.str} {list(a.shape)}, {_META} records "
+                f"{files[part].get('dtype')} {files[part].get('shape')}"
+            )
         arrays[part] = a
     return Splits(**arrays, task=meta["task"]), None
 
@@ -356,8 +391,10 @@ def _build(root, entry, key, request):
         rs = request["random_state"]
         splits = make_splits(
             load_dataset(request["dataset"], **request["params"], random_state=rs),
-            val_fraction=request["val_fraction"], test_fraction=request["test_fraction"],
-            random_state=rs, dtype=request["dtype"],
+            val_fraction=request["val_fraction"],
+            test_fraction=request["test_fraction"],
+            random_state=rs,
+            dtype=request["dtype"],
         )
         _fill(tmp, splits, key, request)
         try:
@@ -383,8 +420,12 @@ def _fill(folder, splits, key, request):
             np.save(f, a, allow_pickle=False)
             f.flush()
             os.fsync(f.fileno())
-        files[path.name] = {"bytes": path.stat().st_size, "sha256": _sha256(path),
-                            "shape": list(a.shape), "dtype": a.dtype.str}
+        files[path.name] = {
+            "bytes": path.stat().st_size,
+            "sha256": _sha256(path),
+            "shape": list(a.shape),
+            "dtype": a.dtype.str,
+        }
     meta = {"key": key, "request": request, "task": splits.task, "files": files}
     with open(folder / _META, "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1, sort_keys=True)

@@ -97,8 +97,13 @@ def _classification(*, n_samples, n_features, n_classes, noise, random_state):
             f"must be in [0, 1], got {noise!r}"
         )
     X, y = make_classification(
-        n_samples=n_samples, n_features=n_features, n_informative=n_informative,
-        n_redundant=0, n_classes=n_classes, flip_y=flip_y, random_state=random_state,
+        n_samples=n_samples,
+        n_features=n_features,
+        n_informative=n_informative,
+        n_redundant=0,
+        n_classes=n_classes,
+        flip_y=flip_y,
+        random_state=random_state,
     )
     return X, y
 
@@ -118,8 +123,11 @@ def _regression(*, n_samples, n_features, noise, random_state, **_):
     n_features = 20 if n_features is None else n_features
     noise = 10.0 if noise is None else noise
     return make_regression(
-        n_samples=n_samples, n_features=n_features, n_informative=max(1, n_features // 2),
-        noise=noise, random_state=random_state,
+        n_samples=n_samples,
+        n_features=n_features,
+        n_informative=max(1, n_features // 2),
+        noise=noise,
+        random_state=random_state,
     )
 
 
@@ -131,7 +139,9 @@ DATASETS = {
     "breast_cancer": ("classification", None, ()),
     "diabetes": ("regression", None, ()),
     "classification": (
-        "classification", _classification, ("n_samples", "n_features", "n_classes", "noise"),
+        "classification",
+        _classification,
+        ("n_samples", "n_features", "n_classes", "noise"),
     ),
     "moons": ("classification", _moons, ("n_samples", "noise")),
     "regression": ("regression", _regression, ("n_samples", "n_features", "noise")),
@@ -163,8 +173,9 @@ def load_dataset(
         For an unknown name (the message lists the available ones) or a size
         parameter the dataset does not accept.
     """
-    _check_dataset(name, n_samples=n_samples, n_features=n_features, n_classes=n_classes,
-                   noise=noise)
+    _check_dataset(
+        name, n_samples=n_samples, n_features=n_features, n_classes=n_classes, noise=noise
+    )
     task, generator, _ = DATASETS[name]
     if generator is None:
         X, y = _bundled(name)
@@ -199,8 +210,13 @@ def _check_fractions(val_fraction, test_fraction):
 def _generated(name, random_state, n_samples, n_features, n_classes, noise):
     # Every trial of a sweep asks for the same data: generate it once per process.
     _, generator, _ = DATASETS[name]
-    X, y = generator(random_state=random_state, n_samples=n_samples, n_features=n_features,
-                     n_classes=n_classes, noise=noise)
+    X, y = generator(
+        random_state=random_state,
+        n_samples=n_samples,
+        n_features=n_features,
+        n_classes=n_classes,
+        noise=noise,
+    )
     return _readonly(np.ascontiguousarray(X, dtype=np.float64), np.ascontiguousarray(y))
 
 
@@ -235,12 +251,18 @@ def make_splits(
     rng = np.random.default_rng(random_state)
     seeds = rng.integers(0, 2**31 - 1, size=2)
     X_rest, X_test, y_rest, y_test = train_test_split(
-        X, y, test_size=test_fraction, random_state=int(seeds[0]),
+        X,
+        y,
+        test_size=test_fraction,
+        random_state=int(seeds[0]),
         stratify=y if classify else None,
     )
     X_train, X_val, y_train, y_val = train_test_split(
-        X_rest, y_rest, test_size=val_fraction / (1.0 - test_fraction),
-        random_state=int(seeds[1]), stratify=y_rest if classify else None,
+        X_rest,
+        y_rest,
+        test_size=val_fraction / (1.0 - test_fraction),
+        random_state=int(seeds[1]),
+        stratify=y_rest if classify else None,
     )
     mean = X_train.mean(axis=0)
     scale = X_train.std(axis=0)
@@ -257,5 +279,6 @@ def make_splits(
         def fy(a):
             return np.ascontiguousarray((a - y_mean) / y_scale, dtype=dtype)
 
-    return Splits(fx(X_train), fy(y_train), fx(X_val), fy(y_val), fx(X_test), fy(y_test),
-                  task=dataset.task)
+    return Splits(
+        fx(X_train), fy(y_train), fx(X_val), fy(y_val), fx(X_test), fy(y_test), task=dataset.task
+    )

@@ -8,5 +8,11 @@ the best ``1/factor`` of each rung for the next.
 from ._rungs import METRIC_MODES, rung_resources
 from ._sync import HalvingResult, Rung, rung_journal, successive_halving
 
-__all__ = ["successive_halving", "HalvingResult", "Rung", "rung_resources", "rung_journal",
-           "METRIC_MODES"]
+__all__ = [
+    "successive_halving",
+    "HalvingResult",
+    "Rung",
+    "rung_resources",
+    "rung_journal",
+    "METRIC_MODES",
+]

@@ -28,11 +28,15 @@ def rung_checkpoints(folder, rung_space, *, rung, resource, seeds, random_state,
     folder = Path(folder)
     paths = {}
     for t in expand_space(rung_space, seeds=seeds, random_state=random_state):
-        load = (folder / _name(t.params, t.repeat, resource, rung - 1)
-                if continues and rung > 0 else None)
+        load = (
+            folder / _name(t.params, t.repeat, resource, rung - 1)
+            if continues and rung > 0
+            else None
+        )
         paths[f"{canonical_json(t.params)}#{t.seed}"] = (
             str(folder / _name(t.params, t.repeat, resource, rung)),
-            None if load is None else str(load))
+            None if load is None else str(load),
+        )
     return paths
 
 
@@ -41,8 +45,9 @@ def drop_checkpoints(folder, *, rung, keep, resource):
     keep = {config_key(p, resource) for p in keep}
     for path in Path(folder).glob("*.npz"):
         key, _, tag = path.stem.rpartition("-")
-        if tag == f"rung{rung - 1}" or (tag == f"rung{rung}"
-                                        and key.rpartition("-")[0] not in keep):
+        if tag == f"rung{rung - 1}" or (
+            tag == f"rung{rung}" and key.rpartition("-")[0] not in keep
+        ):
             path.unlink(missing_ok=True)
 
 

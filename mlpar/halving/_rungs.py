@@ -11,8 +11,14 @@ import numbers
 
 from ..space import canonical_json, trial_key
 
-__all__ = ["check_halving", "rung_resources", "n_promoted", "rank_configurations",
-           "config_key", "METRIC_MODES"]
+__all__ = [
+    "check_halving",
+    "rung_resources",
+    "n_promoted",
+    "rank_configurations",
+    "config_key",
+    "METRIC_MODES",
+]
 
 #: The direction of the metrics ``train_mlp`` reports, for ``mode=None``.
 METRIC_MODES = {"val_score": "max", "test_score": "max", "loss": "min", "best_loss": "min"}
@@ -31,17 +37,20 @@ def check_halving(*, resource, min_resource, max_resource, factor, metric, mode)
         ``mode``, or the known direction of ``metric`` when ``mode`` is None.
     """
     if not isinstance(resource, str) or not resource:
-        raise TypeError(f"resource must be the name of a numeric trial parameter (a str), "
-                        f"got {resource!r}")
+        raise TypeError(
+            f"resource must be the name of a numeric trial parameter (a str), got {resource!r}"
+        )
     for name, value in (("min_resource", min_resource), ("max_resource", max_resource)):
         if not _is_number(value) or not math.isfinite(value) or value <= 0:
             raise ValueError(f"{name} must be a positive number, got {value!r}")
     if min_resource > max_resource:
-        raise ValueError(f"min_resource must be at most max_resource ({max_resource!r}), "
-                         f"got {min_resource!r}")
+        raise ValueError(
+            f"min_resource must be at most max_resource ({max_resource!r}), got {min_resource!r}"
+        )
     if isinstance(factor, bool) or not isinstance(factor, numbers.Integral) or factor < 2:
-        raise ValueError(f"factor must be an integer >= 2 (keep the best 1/factor of each "
-                         f"rung), got {factor!r}")
+        raise ValueError(
+            f"factor must be an integer >= 2 (keep the best 1/factor of each rung), got {factor!r}"
+        )
     if not isinstance(metric, str) or not metric:
         raise TypeError(f"metric must be the name of a metric the trials report, got {metric!r}")
     if mode is None:

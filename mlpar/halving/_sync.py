@@ -115,8 +115,9 @@ class HalvingResult:
         writer = csv.DictWriter(buffer, fieldnames=columns)
         writer.writeheader()
         for flat in table:
-            writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v
-                             for k, v in flat.items()})
+            writer.writerow(
+                {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in flat.items()}
+            )
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         return atomic_write(path, buffer.getvalue(), newline="")
 
@@ -124,13 +125,17 @@ class HalvingResult:
 def _configurations(space, *, resource, n_iter, factor, random_state):
     """Rung 0's configurations (without the resource), in the space's order."""
     if n_iter is not None and n_iter < factor:
-        raise ValueError(f"n_iter must be at least factor ({factor}) for successive halving "
-                         f"(else no rung has anything to drop), got {n_iter!r}")
+        raise ValueError(
+            f"n_iter must be at least factor ({factor}) for successive halving "
+            f"(else no rung has anything to drop), got {n_iter!r}"
+        )
     grids = [space] if isinstance(space, dict) else list(space)
     for grid in grids:
         if isinstance(grid, dict) and resource in grid:
-            raise ValueError(f"resource {resource!r} must not be swept in the space: "
-                             "successive halving sets it for every rung; remove it from space")
+            raise ValueError(
+                f"resource {resource!r} must not be swept in the space: "
+                "successive halving sets it for every rung; remove it from space"
+            )
     trials = expand_space(space, n_iter=n_iter, seeds=1, random_state=random_state)
     return [t.params for t in trials]
 
@@ -145,14 +150,31 @@ def _check_metric(result, metric):
     ok = [row for row in result if row.status == "ok"]
     if ok and not any(metric in row.metrics for row in ok):
         names = sorted({name for row in ok for name in row.metrics})
-        raise ValueError(f"metric {metric!r} is not reported by the trials; they report "
-                         f"{', '.join(names)}; set metric to one of those")
+        raise ValueError(
+            f"metric {metric!r} is not reported by the trials; they report "
+            f"{', '.join(names)}; set metric to one of those"
+        )
 
 
-def successive_halving(fn, space, *, resource="epochs", min_resource, max_resource, factor=3,
-                       metric="val_score", mode=None, n_iter=None, seeds=1, random_state=0,
-                       journal_dir=None, resume=False, error_score=math.nan, continue_from=None,
-                       **options):
+def successive_halving(
+    fn,
+    space,
+    *,
+    resource="epochs",
+    min_resource,
+    max_resource,
+    factor=3,
+    metric="val_score",
+    mode=None,
+    n_iter=None,
+    seeds=1,
+    random_state=0,
+    journal_dir=None,
+    resume=False,
+    error_score=math.nan,
+    continue_from=None,
+    **options,
+):
     """Run synchronous successive halving: many configurations cheaply, the best ones longer.
 
     Rung 0 runs every configuration of ``space`` with ``params[resource] =
@@ -204,12 +226,19 @@ def successive_halving(fn, space, *, resource="epochs", min_resource, max_resour
     >>> out.resources, out.survivors
     ([1, 3], [{'x': 3}])
     """
-    mode = check_halving(resource=resource, min_resource=min_resource,
-                         max_resource=max_resource, factor=factor, metric=metric, mode=mode)
+    mode = check_halving(
+        resource=resource,
+        min_resource=min_resource,
+        max_resource=max_resource,
+        factor=factor,
+        metric=metric,
+        mode=mode,
+    )
     if resume and journal_dir is None:
         raise ValueError("resume=True needs the journals: pass journal_dir=<folder>")
-    configs = _configurations(space, resource=resource, n_iter=n_iter, factor=factor,
-                              random_state=random_state)
+    configs = _configurations(
+        space, resource=resource, n_iter=n_iter, factor=factor, random_state=random_state
+    )
     ckpt_dir = None
     if journal_dir is not None:
         Path(journal_dir).mkdir(parents=True, exist_ok=True)
@@ -221,21 +250,41 @@ def successive_halving(fn, space, *, resource="epochs", min_resource, max_resour
         rung_space = [{**{k: [v] for k, v in c.items()}, resource: [r]} for c in configs]
         trial = fn
         if ckpt_dir is not None:
-            trial = RungTrial(fn, rung_checkpoints(
-                ckpt_dir, rung_space, rung=i, resource=resource, seeds=seeds,
-                random_state=random_state, continues=continues))
-        result = sweep(trial, rung_space, seeds=seeds, random_state=random_state,
-                       error_score=error_score, resume=resume and journal_dir is not None,
-                       journal=None if journal_dir is None else rung_journal(journal_dir, i),
-                       **options)
+            trial = RungTrial(
+                fn,
+                rung_checkpoints(
+                    ckpt_dir,
+                    rung_space,
+                    rung=i,
+                    resource=resource,
+                    seeds=seeds,
+                    random_state=random_state,
+                    continues=continues,
+                ),
+            )
+        result = sweep(
+            trial,
+            rung_space,
+            seeds=seeds,
+            random_state=random_state,
+            error_score=error_score,
+            resume=resume and journal_dir is not None,
+            journal=None if journal_dir is None else rung_journal(journal_dir, i),
+            **options,
+        )
         _check_metric(result, metric)
-        ranking = rank_configurations(result, resource=resource, metric=metric, mode=mode,
-                                      error_score=_as_score(error_score))
+        ranking = rank_configurations(
+            result, resource=resource, metric=metric, mode=mode, error_score=_as_score(error_score)
+        )
         last = i == len(resources) - 1
-        promoted = [] if last else [p for _, p, _ in ranking[:n_promoted(len(configs), factor)]]
+        promoted = [] if last else [p for _, p, _ in ranking[: n_promoted(len(configs), factor)]]
         if ckpt_dir is not None:
-            drop_checkpoints(ckpt_dir, rung=i, resource=resource,
-                             keep=[p for _, p, _ in ranking] if last else promoted)
+            drop_checkpoints(
+                ckpt_dir,
+                rung=i,
+                resource=resource,
+                keep=[p for _, p, _ in ranking] if last else promoted,
+            )
         rungs.append(Rung(i, r, result, ranking, promoted))
         configs = promoted
     return HalvingResult(rungs, resource, metric, mode)

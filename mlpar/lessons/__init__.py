@@ -214,14 +214,18 @@ def _check_repeats(repeats):
 
 
 def _resolve_n_jobs(n_jobs):
-    if n_jobs is None or (isinstance(n_jobs, numbers.Integral) and not isinstance(n_jobs, bool) and n_jobs == -1):
+    if n_jobs is None or (
+        isinstance(n_jobs, numbers.Integral) and not isinstance(n_jobs, bool) and n_jobs == -1
+    ):
         # Imported here: joblib is only needed to count usable cores.
         import joblib
 
         # At least 2: with one worker there is no concurrency to compare.
         return max(2, joblib.cpu_count())
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral):
-        raise TypeError(f"n_jobs must be an integer or None, got {n_jobs!r} ({type(n_jobs).__name__})")
+        raise TypeError(
+            f"n_jobs must be an integer or None, got {n_jobs!r} ({type(n_jobs).__name__})"
+        )
     if n_jobs < 2:
         raise ValueError(
             f"n_jobs must be None, -1 or an integer >= 2 (the lessons compare serial with 2 or "

@@ -298,7 +298,9 @@ def noise_note(rows, *, threshold=0.3):
     spreads = [
         ((row["max_s"] - row["min_s"]) / row["median_s"], row["setting"])
         for row in rows
-        if row.get("speedup") is not None and len(row.get("times_s", ())) > 1 and row["median_s"] > 0
+        if row.get("speedup") is not None
+        and len(row.get("times_s", ())) > 1
+        and row["median_s"] > 0
     ]
     if not spreads:
         return None

@@ -8,8 +8,8 @@ from ._common import (
     gil_enabled,
     ratio_words,
     time_interleaved,
-    timing_words,
     timing_row,
+    timing_words,
     worker_counts,
 )
 from ._plot import draw_timing_bars
@@ -27,7 +27,13 @@ CLAIM = (
 # long however many cores there are. "quick" keeps tests and smoke runs short.
 SIZES = {
     "quick": {"n_samples": 64, "n_hidden": 8, "total_steps": 32, "min_steps": 4, "batch_size": 16},
-    "normal": {"n_samples": 256, "n_hidden": 16, "total_steps": 480, "min_steps": 20, "batch_size": 32},
+    "normal": {
+        "n_samples": 256,
+        "n_hidden": 16,
+        "total_steps": 480,
+        "min_steps": 20,
+        "batch_size": 32,
+    },
 }
 LEARNING_RATE = 0.2
 
@@ -114,7 +120,15 @@ def run(*, n_jobs, repeats, size, random_state, progress=None):
             f"{describe_tasks(tasks)} Serial runs them one after the other; threads run "
             f"the same tasks on a ThreadPoolExecutor. {timing_words(repeats, warmup=warmup)}"
         ),
-        columns=("setting", "workers", "median_s", "spread", "speedup", "cores_busy", "same_as_serial"),
+        columns=(
+            "setting",
+            "workers",
+            "median_s",
+            "spread",
+            "speedup",
+            "cores_busy",
+            "same_as_serial",
+        ),
         rows=rows,
         headline=headline,
         explanation=_explain(rows, gil=gil),

@@ -127,7 +127,9 @@ def run(*, n_jobs, repeats, size, random_state, progress=None):
     def identical(label):
         return all(out == source for out in timings[label].outputs)
 
-    serial_row = timing_row("serial", 1, timings["serial"], cores_busy=True, identical=identical("serial"))
+    serial_row = timing_row(
+        "serial", 1, timings["serial"], cores_busy=True, identical=identical("serial")
+    )
     serial_row["speedup"] = 1.0
     serial_median = serial_row["median_s"]
     rows = [serial_row]

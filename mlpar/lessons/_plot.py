@@ -28,7 +28,10 @@ def render_png(draw, path, *, height):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        return None, "matplotlib is not installed, so no plot was written (pip install 'mlpar[plot]')"
+        return (
+            None,
+            "matplotlib is not installed, so no plot was written (pip install 'mlpar[plot]')",
+        )
     fig = Figure(figsize=(8.0, height))
     FigureCanvasAgg(fig)
     draw(fig.add_subplot())
@@ -50,7 +53,13 @@ def draw_timing_bars(ax, result, *, title):
     ax.barh(y, medians, xerr=[lower, upper], color=colors, capsize=3)
     for yi, row in zip(y, rows):
         label = f" {row['speedup']:.2f}x" if row.get("speedup") is not None else ""
-        ax.text(row["max_s"], yi, f"{label} ({format_seconds(row['median_s'])})", va="center", fontsize=8)
+        ax.text(
+            row["max_s"],
+            yi,
+            f"{label} ({format_seconds(row['median_s'])})",
+            va="center",
+            fontsize=8,
+        )
     ax.set_yticks(y, labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(f"wall time, median of {len(rows[0]['times_s'])} repeats (whiskers: min-max)")

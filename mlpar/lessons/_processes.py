@@ -15,8 +15,8 @@ from ._common import (
     format_bytes,
     format_seconds,
     time_interleaved,
-    timing_words,
     timing_row,
+    timing_words,
     worker_counts,
 )
 from ._cpu import describe_tasks, lesson_tasks
@@ -98,8 +98,9 @@ def run(*, n_jobs, repeats, size, random_state, progress=None):
     counts = worker_counts(n_jobs)
     reference = [run_task(task) for task in tasks]
     warmup = size == "normal"
-    timings = _measure(tasks, counts, n_jobs, reference, repeats=repeats, warmup=warmup,
-                       progress=progress)
+    timings = _measure(
+        tasks, counts, n_jobs, reference, repeats=repeats, warmup=warmup, progress=progress
+    )
     rows, parts = _rows(timings, tasks, counts, n_jobs, reference)
     headline = (
         f"processes {n_jobs}: {parts['warm']['speedup']:.2f}x serial on a warm pool, "
@@ -121,7 +122,15 @@ def run(*, n_jobs, repeats, size, random_state, progress=None):
             "changes, and it does not keep workers alive between calls, which would hide the "
             f"start-up cost measured here. {timing_words(repeats, warmup=warmup)}"
         ),
-        columns=("setting", "workers", "median_s", "spread", "speedup", "payload", "same_as_serial"),
+        columns=(
+            "setting",
+            "workers",
+            "median_s",
+            "spread",
+            "speedup",
+            "payload",
+            "same_as_serial",
+        ),
         rows=rows,
         headline=headline,
         explanation=_explain(parts, n_tasks=len(tasks), n_jobs=n_jobs),
@@ -183,15 +192,22 @@ def _measure(tasks, counts, n_jobs, reference, *, repeats, warmup, progress):
 
 def _rows(timings, tasks, counts, n_jobs, reference):
     """The lesson's table rows, and the named rows its explanation reads."""
+
     def same(label):
         return all(out == reference for out in timings[label].outputs)
 
-    serial_row = timing_row("serial (this process)", 1, timings["serial"], same_as_serial=same("serial"))
+    serial_row = timing_row(
+        "serial (this process)", 1, timings["serial"], same_as_serial=same("serial")
+    )
     serial_row["speedup"] = 1.0
     base = serial_row["median_s"]
     warm_rows = [
         timing_row(
-            f"processes {k}, warm pool", k, timings[f"warm {k}"], serial_median=base, same_as_serial=same(f"warm {k}")
+            f"processes {k}, warm pool",
+            k,
+            timings[f"warm {k}"],
+            serial_median=base,
+            same_as_serial=same(f"warm {k}"),
         )
         for k in counts
     ]
@@ -211,9 +227,14 @@ def _rows(timings, tasks, counts, n_jobs, reference):
             Measurements(wall=list(timings["startup"].outputs)),
         ),
         "bare": timing_row("  one interpreter: start, exit", 1, timings["bare"]),
-        "imports": timing_row(f"  one interpreter: start, import {run_task.__module__}, exit", 1, timings["imports"]),
+        "imports": timing_row(
+            f"  one interpreter: start, import {run_task.__module__}, exit", 1, timings["imports"]
+        ),
         "send": timing_row(
-            f"send: pickle + unpickle {len(tasks)} tasks", None, timings["in"], payload=timings["in"].outputs[0]
+            f"send: pickle + unpickle {len(tasks)} tasks",
+            None,
+            timings["in"],
+            payload=timings["in"].outputs[0],
         ),
         "receive": timing_row(
             f"receive: pickle + unpickle {len(tasks)} results",
@@ -222,7 +243,11 @@ def _rows(timings, tasks, counts, n_jobs, reference):
             payload=timings["out"].outputs[0],
         ),
     }
-    rows = [serial_row, *warm_rows, *(parts[key] for key in ("cold", "startup", "bare", "imports", "send", "receive"))]
+    rows = [
+        serial_row,
+        *warm_rows,
+        *(parts[key] for key in ("cold", "startup", "bare", "imports", "send", "receive")),
+    ]
     return rows, parts
 
 

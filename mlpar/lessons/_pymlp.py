@@ -169,7 +169,9 @@ def run_task(task):
     for _ in range(task.n_steps):
         stop = start + task.batch_size
         losses.append(
-            sgd_step(params, task.X[start:stop], task.y[start:stop], learning_rate=task.learning_rate)
+            sgd_step(
+                params, task.X[start:stop], task.y[start:stop], learning_rate=task.learning_rate
+            )
         )
         start = stop if stop < n_samples else 0
     return TrainResult(params=params, losses=tuple(losses))

@@ -29,7 +29,6 @@ LEARNING_RATE = 0.5
 N_PREDICTIONS = 16  # distinct prediction vectors the trials cycle through
 
 
-
 def _log_write_seconds():
     """How long the stand-in for a log write between read and write sleeps.
 
@@ -40,6 +39,7 @@ def _log_write_seconds():
     50 µs write makes them overlap reliably.
     """
     return 0.0 if gil_enabled() else 50e-6
+
 
 def _run_threads(n_threads, target):
     """Run ``target(thread_index, barrier)`` on ``n_threads`` threads, join, re-raise errors."""
@@ -233,19 +233,28 @@ def run(*, n_jobs, repeats, size, random_state, progress=None):
     sizes = SIZES[size]
     # Past 2 threads, each thread does proportionally less (down to a quarter),
     # so the run time stays bounded on many cores; more threads collide more.
-    n_trials, n_steps = (max(n // 4, 2 * n // n_jobs) for n in (sizes["tally_trials"], sizes["hogwild_steps"]))
+    n_trials, n_steps = (
+        max(n // 4, 2 * n // n_jobs) for n in (sizes["tally_trials"], sizes["hogwild_steps"])
+    )
     y_val, predictions = make_predictions(random_state=random_state)
     X, Y, batches = make_hogwild_data(n_jobs, n_steps, random_state=random_state)
 
     def tally(n_threads, lock):
-        return lambda: tally_race(n_threads, n_trials, lock=lock, y_val=y_val, predictions=predictions)
+        return lambda: tally_race(
+            n_threads, n_trials, lock=lock, y_val=y_val, predictions=predictions
+        )
 
     def hogwild(lock, serial=False):
         return lambda: hogwild_race(n_jobs, lock=lock, X=X, Y=Y, batches=batches, serial=serial)
 
     settings = [
         # One thread doing all the trials: the count every variant should reach.
-        ("tally: serial", lambda: tally_race(1, n_jobs * n_trials, lock=False, y_val=y_val, predictions=predictions)),
+        (
+            "tally: serial",
+            lambda: tally_race(
+                1, n_jobs * n_trials, lock=False, y_val=y_val, predictions=predictions
+            ),
+        ),
         (f"tally: {n_jobs} threads, no lock", tally(n_jobs, False)),
         (f"tally: {n_jobs} threads + lock", tally(n_jobs, True)),
         ("hogwild: serial", hogwild(False, serial=True)),
@@ -300,7 +309,16 @@ def run(*, n_jobs, repeats, size, random_state, progress=None):
             f"threading.Lock around the read-modify-write; {repeats} repeats, lost = "
             "expected - kept."
         ),
-        columns=("setting", "workers", "expected", "observed", "lost", "lost_range", "median_s", "final_loss"),
+        columns=(
+            "setting",
+            "workers",
+            "expected",
+            "observed",
+            "lost",
+            "lost_range",
+            "median_s",
+            "final_loss",
+        ),
         rows=rows,
         headline=headline,
         explanation=_explain(rows, n_jobs=n_jobs),
@@ -310,7 +328,9 @@ def run(*, n_jobs, repeats, size, random_state, progress=None):
 
 
 def _explain(rows, *, n_jobs):
-    tally, tally_locked, hog_serial, hog, hog_locked, counter = (rows[i] for i in (1, 2, 3, 4, 5, 6))
+    tally, tally_locked, hog_serial, hog, hog_locked, counter = (
+        rows[i] for i in (1, 2, 3, 4, 5, 6)
+    )
     interval_ms = sys.getswitchinterval() * 1e3
     text = (
         f"Without a lock, {n_jobs} threads lost {tally['lost']:.0f} of {tally['expected']} tally "
@@ -358,7 +378,11 @@ def draw(ax, result):
         [100.0 * (row["lost_max"] - row["lost"]) / row["expected"] for row in rows],
     ]
     colors = [
-        "tab:red" if "no lock" in row["setting"] else "tab:green" if "lock" in row["setting"] else "tab:gray"
+        "tab:red"
+        if "no lock" in row["setting"]
+        else "tab:green"
+        if "lock" in row["setting"]
+        else "tab:gray"
         for row in rows
     ]
     ax.barh(y, share, xerr=err, color=colors, capsize=3)
@@ -368,5 +392,7 @@ def draw(ax, result):
     ax.set_yticks(y, [row["setting"] for row in rows], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
-    ax.set_xlabel(f"% of updates lost, median of {len(rows[0]['times_s'])} repeats (whiskers: min-max)")
+    ax.set_xlabel(
+        f"% of updates lost, median of {len(rows[0]['times_s'])} repeats (whiskers: min-max)"
+    )
     ax.set_title("Lesson 3: lost updates without a lock, none with one", fontsize=10)

@@ -19,9 +19,19 @@ from ._optim import SOLVERS
 from ._stacked import StackedResult, StackMember, fit_mlp_stack, train_stacked
 from ._train import STOP_REASONS
 
-__all__ = ["ACTIVATIONS", "SOLVERS", "STOP_REASONS", "FittedMLP", "MLPClassifier",
-           "MLPRegressor", "StackMember", "StackedResult", "fit_mlp", "fit_mlp_stack",
-           "train_stacked"]
+__all__ = [
+    "ACTIVATIONS",
+    "SOLVERS",
+    "STOP_REASONS",
+    "FittedMLP",
+    "MLPClassifier",
+    "MLPRegressor",
+    "StackMember",
+    "StackedResult",
+    "fit_mlp",
+    "fit_mlp_stack",
+    "train_stacked",
+]
 
 _ESTIMATORS = ("MLPClassifier", "MLPRegressor")
 

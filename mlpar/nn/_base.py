@@ -16,9 +16,22 @@ from ._optim import SOLVERS
 __all__ = ["DTYPES", "BaseMLP"]
 
 # Attributes a fit sets, from the FittedMLP the shared core returns.
-_FITTED = ("coefs", "intercepts", "n_iter", "t", "loss", "loss_curve", "stop_reason",
-           "best_loss", "validation_scores", "best_validation_score", "fit_stats",
-           "n_outputs", "n_layers", "out_activation")
+_FITTED = (
+    "coefs",
+    "intercepts",
+    "n_iter",
+    "t",
+    "loss",
+    "loss_curve",
+    "stop_reason",
+    "best_loss",
+    "validation_scores",
+    "best_validation_score",
+    "fit_stats",
+    "n_outputs",
+    "n_layers",
+    "out_activation",
+)
 
 
 class BaseMLP(BaseEstimator):
@@ -56,12 +69,33 @@ class BaseMLP(BaseEstimator):
         "instrument": ["boolean"],
     }
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=1e-4, batch_size="auto", learning_rate_init=1e-3, max_iter=200,
-                 shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
-                 momentum=0.9, nesterovs_momentum=True, early_stopping=False,
-                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 n_iter_no_change=10, dtype="float32", max_time=None, instrument=False):
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=1e-4,
+        batch_size="auto",
+        learning_rate_init=1e-3,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        dtype="float32",
+        max_time=None,
+        instrument=False,
+    ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -94,23 +128,37 @@ class BaseMLP(BaseEstimator):
         hidden = hidden_sizes(self.hidden_layer_sizes)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         if self.early_stopping and incremental:
-            raise ValueError("partial_fit does not support early_stopping=True; "
-                             "use fit, or set early_stopping=False")
+            raise ValueError(
+                "partial_fit does not support early_stopping=True; "
+                "use fit, or set early_stopping=False"
+            )
         X, Y = self._validate_input(X, y, incremental=incremental, reset=first_pass, dtype=dtype)
         # A continued fit (warm start, partial_fit) starts from coefs_ as they are
         # now (the user may have assigned them) and the previous fit's history
         # and optimizer; the core decides what of those it keeps.
-        previous = {} if first_pass else dict(
-            init=(self.coefs_, self.intercepts_), optimizer=getattr(self, "_optimizer", None),
-            history=getattr(self, "_history", None),
+        previous = (
+            {}
+            if first_pass
+            else dict(
+                init=(self.coefs_, self.intercepts_),
+                optimizer=getattr(self, "_optimizer", None),
+                history=getattr(self, "_history", None),
+            )
         )
         fitted = _fit_core(
-            X, Y, self, hidden=hidden, out_activation=self._out_activation(),
-            n_classes=self._n_classes(), t_start=t_start, incremental=incremental,
+            X,
+            Y,
+            self,
+            hidden=hidden,
+            out_activation=self._out_activation(),
+            n_classes=self._n_classes(),
+            t_start=t_start,
+            incremental=incremental,
             # A sweep trains for a fixed budget on purpose and reads stop_reason_
             # instead: mlpar.trial sets this private flag (a warnings filter
             # would be process-global, and racy under the threads backend).
-            warn_max_iter=getattr(self, "_warn_max_iter", True), **previous,
+            warn_max_iter=getattr(self, "_warn_max_iter", True),
+            **previous,
         )
         self._optimizer = fitted._optimizer
         self._history = fitted._history

@@ -13,8 +13,15 @@ import numpy as np
 from ._engine import ACTIVATIONS
 from ._optim import SOLVERS
 
-__all__ = ["DTYPES", "TASKS", "check_X", "check_hyperparameters", "encode_labels",
-           "hidden_sizes", "regression_targets"]
+__all__ = [
+    "DTYPES",
+    "TASKS",
+    "check_X",
+    "check_hyperparameters",
+    "encode_labels",
+    "hidden_sizes",
+    "regression_targets",
+]
 
 DTYPES = ("float32", "float64")
 TASKS = ("classification", "regression")
@@ -49,14 +56,20 @@ def _dtype_name(v):
 
 _BOOL = (lambda v: isinstance(v, (bool, np.bool_)), "True or False")
 _CHECKS = {
-    "activation": (lambda v: isinstance(v, str) and v in ACTIVATIONS,
-                   f"one of {', '.join(map(repr, ACTIVATIONS))}"),
-    "solver": (lambda v: isinstance(v, str) and v in SOLVERS,
-               f"one of {', '.join(map(repr, SOLVERS))}"),
+    "activation": (
+        lambda v: isinstance(v, str) and v in ACTIVATIONS,
+        f"one of {', '.join(map(repr, ACTIVATIONS))}",
+    ),
+    "solver": (
+        lambda v: isinstance(v, str) and v in SOLVERS,
+        f"one of {', '.join(map(repr, SOLVERS))}",
+    ),
     "dtype": (lambda v: _dtype_name(v) in DTYPES, f"one of {', '.join(map(repr, DTYPES))}"),
     "alpha": (lambda v: _is_real(v) and v >= 0, "a float >= 0"),
-    "batch_size": (lambda v: v == "auto" if isinstance(v, str) else _is_int(v) and v >= 1,
-                   "'auto' or an int >= 1"),
+    "batch_size": (
+        lambda v: v == "auto" if isinstance(v, str) else _is_int(v) and v >= 1,
+        "'auto' or an int >= 1",
+    ),
     "learning_rate_init": (lambda v: _is_real(v) and v > 0, "a float > 0"),
     "max_iter": (lambda v: _is_int(v) and v >= 1, "an int >= 1"),
     "tol": (lambda v: _is_real(v) and v >= 0, "a float >= 0"),
@@ -65,14 +78,26 @@ _CHECKS = {
     "beta_1": (lambda v: _is_real(v) and 0 <= v < 1, "a float in [0, 1)"),
     "beta_2": (lambda v: _is_real(v) and 0 <= v < 1, "a float in [0, 1)"),
     "epsilon": (lambda v: _is_real(v) and v > 0, "a float > 0"),
-    "n_iter_no_change": (lambda v: (_is_int(v) and v >= 1) or (_is_real(v) and v == math.inf),
-                         "an int >= 1 or np.inf"),
+    "n_iter_no_change": (
+        lambda v: (_is_int(v) and v >= 1) or (_is_real(v) and v == math.inf),
+        "an int >= 1 or np.inf",
+    ),
     "max_time": (lambda v: v is None or (_is_real(v) and v > 0), "None or a float > 0 (seconds)"),
-    "random_state": (lambda v: v is None or (_is_int(v) and v >= 0)
-                     or isinstance(v, np.random.Generator),
-                     "None, an int >= 0 or a numpy.random.Generator"),
-    **dict.fromkeys(("shuffle", "nesterovs_momentum", "early_stopping", "instrument",
-                     "warn_max_iter", "verbose"), _BOOL),
+    "random_state": (
+        lambda v: v is None or (_is_int(v) and v >= 0) or isinstance(v, np.random.Generator),
+        "None, an int >= 0 or a numpy.random.Generator",
+    ),
+    **dict.fromkeys(
+        (
+            "shuffle",
+            "nesterovs_momentum",
+            "early_stopping",
+            "instrument",
+            "warn_max_iter",
+            "verbose",
+        ),
+        _BOOL,
+    ),
 }
 
 
@@ -88,15 +113,16 @@ def check_X(X, dtype, *, n_features=None):
     """``X`` as a C-contiguous 2-D array of ``dtype``, finite."""
     X = np.asarray(X)
     if X.ndim != 2:
-        raise ValueError(f"X must be a 2-D array of shape (n_samples, n_features), got shape "
-                         f"{X.shape}; reshape a single feature with X.reshape(-1, 1)")
+        raise ValueError(
+            f"X must be a 2-D array of shape (n_samples, n_features), got shape "
+            f"{X.shape}; reshape a single feature with X.reshape(-1, 1)"
+        )
     if X.dtype.kind not in "biufO":
         raise TypeError(f"X must be numeric, got dtype {X.dtype}")
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"X has shape {X.shape}; it needs at least one sample and one feature")
     if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(f"X has {X.shape[1]} features, but the model was fitted on "
-                         f"{n_features}")
+        raise ValueError(f"X has {X.shape[1]} features, but the model was fitted on {n_features}")
     X = np.ascontiguousarray(X, dtype=dtype)
     if not np.isfinite(X).all():
         raise ValueError(f"X contains NaN or infinity (in {dtype}); remove or impute them")
@@ -108,12 +134,16 @@ def encode_labels(y):
     if y.ndim == 2 and y.shape[1] == 1:
         y = y.ravel()
     if y.ndim != 1:
-        raise ValueError(f"task='classification' takes 1-D class labels, got shape {y.shape}; "
-                         "for multilabel targets use MLPClassifier")
+        raise ValueError(
+            f"task='classification' takes 1-D class labels, got shape {y.shape}; "
+            "for multilabel targets use MLPClassifier"
+        )
     if y.dtype.kind == "f" and not (np.isfinite(y).all() and (y == np.round(y)).all()):
-        raise ValueError("class labels must be integers, strings or other discrete values, "
-                         "got floats that are not whole numbers (continuous targets); "
-                         "use task='regression'")
+        raise ValueError(
+            "class labels must be integers, strings or other discrete values, "
+            "got floats that are not whole numbers (continuous targets); "
+            "use task='regression'"
+        )
     return np.unique(y, return_inverse=True)
 
 

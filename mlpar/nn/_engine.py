@@ -58,11 +58,14 @@ class Network:
 
     def __init__(self, layer_units, *, activation, out_activation, dtype):
         if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; "
-                             f"available: {', '.join(ACTIVATIONS)}")
+            raise ValueError(
+                f"unknown activation {activation!r}; available: {', '.join(ACTIVATIONS)}"
+            )
         if out_activation not in OUT_ACTIVATIONS:
-            raise ValueError(f"unknown output activation {out_activation!r}; "
-                             f"available: {', '.join(OUT_ACTIVATIONS)}")
+            raise ValueError(
+                f"unknown output activation {out_activation!r}; "
+                f"available: {', '.join(OUT_ACTIVATIONS)}"
+            )
         self.layer_units = tuple(int(u) for u in layer_units)
         self.activation = activation
         self.out_activation = out_activation
@@ -83,10 +86,10 @@ class Network:
         coefs, intercepts = [], []
         offset = 0
         for fan_in, fan_out in self.shapes:
-            coefs.append(flat[offset:offset + fan_in * fan_out].reshape(fan_in, fan_out))
+            coefs.append(flat[offset : offset + fan_in * fan_out].reshape(fan_in, fan_out))
             offset += fan_in * fan_out
         for _, fan_out in self.shapes:
-            intercepts.append(flat[offset:offset + fan_out])
+            intercepts.append(flat[offset : offset + fan_out])
             offset += fan_out
         return coefs, intercepts
 
@@ -413,7 +416,7 @@ def loss_and_grad(net, X, Y, *, alpha=0.0):
     with np.errstate(over="ignore"):  # logistic units: see _kernels.logistic_kernel
         loss = float(backprop(X, X.T, Y, Y.reshape(-1)))
     if alpha:
-        w = net.params[:net.n_coef]
+        w = net.params[: net.n_coef]
         loss += 0.5 * alpha / n * float(np.dot(w, w))
-        grad[:net.n_coef] += (alpha / n) * w
+        grad[: net.n_coef] += (alpha / n) * w
     return loss, grad

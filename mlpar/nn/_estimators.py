@@ -71,8 +71,10 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                         f"{classes}"
                     )
             elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
-                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` "
-                                 f"has {self.classes_}. 'y' has {classes}.")
+                raise ValueError(
+                    f"`y` has classes not in `self.classes_`. `self.classes_` "
+                    f"has {self.classes_}. 'y' has {classes}."
+                )
         return X, self._binarize(y, codes, dtype)
 
     def _binarize(self, y, codes, dtype):
@@ -116,8 +118,10 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                 self._label_binarizer.fit(classes)
             self.classes_ = self._label_binarizer.classes_
         elif classes is not None and not np.array_equal(self.classes_, unique_labels(classes)):
-            raise ValueError(f"`classes={classes!r}` is not the same as on last call to "
-                             f"partial_fit, was: {self.classes_!r}")
+            raise ValueError(
+                f"`classes={classes!r}` is not the same as on last call to "
+                f"partial_fit, was: {self.classes_!r}"
+            )
         return self._fit(X, y, incremental=True)
 
     def predict(self, X):
@@ -207,8 +211,9 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         return None
 
     def _validate_input(self, X, y, *, incremental, reset, dtype):
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=dtype,
-                             order="C", reset=reset)
+        X, y = validate_data(
+            self, X, y, multi_output=True, y_numeric=True, dtype=dtype, order="C", reset=reset
+        )
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         Y = np.ascontiguousarray(y.reshape(X.shape[0], -1), dtype=dtype)

@@ -430,5 +430,5 @@ def _clip_batch_size(batch_size, n_samples):
         return min(200, n_samples)
     if batch_size > n_samples:
         warnings.warn(f"batch_size={batch_size} is larger than the {n_samples} training "
-                      "samples; it is clipped to that", UserWarning)
+                      "samples; it is clipped to that", UserWarning, stacklevel=3)
     return min(batch_size, n_samples)

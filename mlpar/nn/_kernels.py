@@ -113,6 +113,7 @@ def logistic(x, out=None):
     with np.errstate(over="ignore"):
         return _plain_logistic(x, out)
 
+
 # Slots of KernelTimer.acc: a flat list is the cheapest mutable accumulator to
 # update from the wrappers (one index store, no attribute lookups).
 _GEMM_T, _GEMM_N, _BIG_T, _BIG_N, _SMALL_N, _STEP_T, _STEP_N = range(7)
@@ -137,8 +138,7 @@ class KernelTimer:
         self.durations = [0] * N_DURATION_BUCKETS
         self.kernels = SimpleNamespace(
             **{
-                name: (_timed_blas if name == "dot" else _timed_ufunc)(f, self.acc,
-                                                                     self.durations)
+                name: (_timed_blas if name == "dot" else _timed_ufunc)(f, self.acc, self.durations)
                 for name, f in _FUNCTIONS.items()
             }
         )

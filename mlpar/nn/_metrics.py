@@ -28,8 +28,10 @@ def accuracy(y_true, y_pred):
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.shape != y_pred.shape:
-        raise ValueError(f"y_true and y_pred have different shapes: {y_true.shape} and "
-                         f"{y_pred.shape}; pass one label per sample for each")
+        raise ValueError(
+            f"y_true and y_pred have different shapes: {y_true.shape} and "
+            f"{y_pred.shape}; pass one label per sample for each"
+        )
     if y_true.ndim != 1:
         raise ValueError(f"accuracy expects 1-D labels, got shape {y_true.shape}")
     # count / n: the float scikit-learn's mean of a boolean array gives (an exact
@@ -40,8 +42,11 @@ def accuracy(y_true, y_pred):
 def _float_dtype(*arrays):
     """scikit-learn's ``_find_matching_floating_dtype``: the widest float dtype among
     inputs that have a dtype (lists do not count), else float64."""
-    floats = [np.asarray(a).dtype for a in arrays
-              if hasattr(a, "dtype") and np.asarray(a).dtype.kind == "f"]
+    floats = [
+        np.asarray(a).dtype
+        for a in arrays
+        if hasattr(a, "dtype") and np.asarray(a).dtype.kind == "f"
+    ]
     return np.result_type(*floats) if floats else np.dtype(np.float64)
 
 
@@ -69,11 +74,14 @@ def r2_score(y_true, y_pred):
     y_true = y_true.reshape(-1, 1) if y_true.ndim == 1 else y_true
     y_pred = y_pred.reshape(-1, 1) if y_pred.ndim == 1 else y_pred
     if y_true.shape != y_pred.shape or y_true.ndim != 2:
-        raise ValueError(f"y_true and y_pred have different shapes: {y_true.shape} and "
-                         f"{y_pred.shape}; pass one row of targets per sample for each")
+        raise ValueError(
+            f"y_true and y_pred have different shapes: {y_true.shape} and "
+            f"{y_pred.shape}; pass one row of targets per sample for each"
+        )
     if y_true.shape[0] < 2:
-        warnings.warn("R^2 score is not well-defined with less than two samples.",
-                      UserWarning, stacklevel=2)
+        warnings.warn(
+            "R^2 score is not well-defined with less than two samples.", UserWarning, stacklevel=2
+        )
         return float("nan")
     numerator = np.sum((y_true - y_pred) ** 2, axis=0)
     denominator = np.sum((y_true - np.mean(y_true, axis=0)) ** 2, axis=0)

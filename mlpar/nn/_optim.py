@@ -40,13 +40,13 @@ def _chunks(params, grad, state, n_coef, dtype):
     chunks = []
     for start in range(0, size, step):
         stop = min(start + step, size)
-        tmp = scratch[:stop - start]
+        tmp = scratch[: stop - start]
         views = [params[start:stop], grad[start:stop]]
         views += [s[start:stop] for s in state]
         views.append(tmp)
         if start < n_coef:
             c = min(stop, n_coef) - start
-            views += [params[start:start + c], grad[start:start + c], tmp[:c]]
+            views += [params[start : start + c], grad[start : start + c], tmp[:c]]
         else:
             views += [None, None, None]
         chunks.append(tuple(views))
@@ -63,8 +63,9 @@ class Adam:
 
     solver = "adam"
 
-    def __init__(self, n_params, dtype, *, learning_rate_init=1e-3, beta_1=0.9,
-                 beta_2=0.999, epsilon=1e-8):
+    def __init__(
+        self, n_params, dtype, *, learning_rate_init=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-8
+    ):
         self.learning_rate_init = float(learning_rate_init)
         self.beta_1 = float(beta_1)
         self.beta_2 = float(beta_2)
@@ -102,7 +103,7 @@ class Adam:
         def update(l2):
             self.t += 1
             t = self.t
-            lr = lr_scale * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
+            lr = lr_scale * math.sqrt(1.0 - b2**t) / (1.0 - b1**t)
             penalty = 0.0
             for p, g, m, v, tmp, pc, gc, tc in chunks:
                 if l2 and pc is not None:
@@ -134,8 +135,9 @@ class SGD:
 
     solver = "sgd"
 
-    def __init__(self, n_params, dtype, *, learning_rate_init=1e-3, momentum=0.9,
-                 nesterovs_momentum=True):
+    def __init__(
+        self, n_params, dtype, *, learning_rate_init=1e-3, momentum=0.9, nesterovs_momentum=True
+    ):
         self.learning_rate_init = float(learning_rate_init)
         self.momentum = float(momentum)
         self.nesterovs_momentum = bool(nesterovs_momentum)
@@ -175,13 +177,34 @@ class SGD:
         return update
 
 
-def make_optimizer(solver, n_params, dtype, *, learning_rate_init, beta_1=0.9, beta_2=0.999,
-                   epsilon=1e-8, momentum=0.9, nesterovs_momentum=True):
+def make_optimizer(
+    solver,
+    n_params,
+    dtype,
+    *,
+    learning_rate_init,
+    beta_1=0.9,
+    beta_2=0.999,
+    epsilon=1e-8,
+    momentum=0.9,
+    nesterovs_momentum=True,
+):
     """The optimizer named ``solver`` ("adam" or "sgd") for ``n_params`` parameters."""
     if solver == "adam":
-        return Adam(n_params, dtype, learning_rate_init=learning_rate_init, beta_1=beta_1,
-                    beta_2=beta_2, epsilon=epsilon)
+        return Adam(
+            n_params,
+            dtype,
+            learning_rate_init=learning_rate_init,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+        )
     if solver == "sgd":
-        return SGD(n_params, dtype, learning_rate_init=learning_rate_init, momentum=momentum,
-                   nesterovs_momentum=nesterovs_momentum)
+        return SGD(
+            n_params,
+            dtype,
+            learning_rate_init=learning_rate_init,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+        )
     raise ValueError(f"unknown solver {solver!r}; available: {', '.join(SOLVERS)}")

@@ -72,10 +72,9 @@ def validation_split(n_samples, fraction, seed, labels=None):
     rng = np.random.RandomState(seed)
     if labels is None:
         permutation = rng.permutation(n_samples)
-        return permutation[n_test:n_test + n_train], permutation[:n_test]
+        return permutation[n_test : n_test + n_train], permutation[:n_test]
 
-    classes, y_indices, class_counts = np.unique(labels, return_inverse=True,
-                                                 return_counts=True)
+    classes, y_indices, class_counts = np.unique(labels, return_inverse=True, return_counts=True)
     n_classes = classes.shape[0]
     if class_counts.min() < 2:
         raise ValueError(
@@ -85,10 +84,11 @@ def validation_split(n_samples, fraction, seed, labels=None):
         )
     for name, size in (("train_size", n_train), ("test_size", n_test)):
         if size < n_classes:
-            raise ValueError(f"The {name} = {size} should be greater or equal to the number "
-                             f"of classes = {n_classes}")
-    class_indices = np.split(np.argsort(y_indices, kind="stable"),
-                             np.cumsum(class_counts)[:-1])
+            raise ValueError(
+                f"The {name} = {size} should be greater or equal to the number "
+                f"of classes = {n_classes}"
+            )
+    class_indices = np.split(np.argsort(y_indices, kind="stable"), np.cumsum(class_counts)[:-1])
     n_i = approximate_mode(class_counts, n_train, rng)
     t_i = approximate_mode(class_counts - n_i, n_test, rng)
     train, test = [], []
@@ -96,6 +96,6 @@ def validation_split(n_samples, fraction, seed, labels=None):
         # Same draws as scikit-learn, class by class; slices joined at the end
         # instead of extending lists of scalars (same values, same order).
         members = class_indices[i].take(rng.permutation(class_counts[i]), mode="clip")
-        train.append(members[:n_i[i]])
-        test.append(members[n_i[i]:n_i[i] + t_i[i]])
+        train.append(members[: n_i[i]])
+        test.append(members[n_i[i] : n_i[i] + t_i[i]])
     return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))

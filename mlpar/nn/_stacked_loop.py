@@ -30,7 +30,7 @@ __all__ = ["Stack", "model_bytes", "split", "stack_limit", "train_alone"]
 # (~6 MB) as fast; 8 at width 256 (~11 MB) 1.2x and 2 at width 512 (~10 MB)
 # 1.35x slower. So "auto" caps a stack at about a fifth of that cache.
 CACHE_SHARE = 0.2
-DEFAULT_CACHE_BYTES = 32 * 2 ** 20  # when the OS does not say
+DEFAULT_CACHE_BYTES = 32 * 2**20  # when the OS does not say
 
 
 def last_level_cache_bytes():
@@ -42,7 +42,7 @@ def last_level_cache_bytes():
             size = (index / "size").read_text().strip()
         except (OSError, ValueError):
             continue
-        units = {"K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30}
+        units = {"K": 2**10, "M": 2**20, "G": 2**30}
         if size[-1:] in units and size[:-1].isdigit():
             best = max(best, (level, int(size[:-1]) * units[size[-1]]))
     return best[1]
@@ -76,23 +76,61 @@ def split(n, limit):
     return [list(range(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def train_alone(X, Y, member, *, hidden, activation, out_activation, solver, batch_size,
-                max_iter, shuffle, max_time, dtype):
+def train_alone(
+    X,
+    Y,
+    member,
+    *,
+    hidden,
+    activation,
+    out_activation,
+    solver,
+    batch_size,
+    max_iter,
+    shuffle,
+    max_time,
+    dtype,
+):
     """A stack of one: the member trained by the single engine itself (``_fit._fit_core``)."""
     hp = SimpleNamespace(
-        hidden_layer_sizes=tuple(hidden), activation=activation, solver=solver,
-        batch_size=batch_size, max_iter=max_iter, shuffle=shuffle, max_time=max_time,
-        dtype=np.dtype(dtype).name, early_stopping=False, validation_fraction=0.1,
-        instrument=False, verbose=False, **vars(member))
-    fitted = _fit_core(X, Y, hp, hidden=hidden, out_activation=out_activation, n_classes=None,
-                       t_start=time.perf_counter(), warn_max_iter=False)
+        hidden_layer_sizes=tuple(hidden),
+        activation=activation,
+        solver=solver,
+        batch_size=batch_size,
+        max_iter=max_iter,
+        shuffle=shuffle,
+        max_time=max_time,
+        dtype=np.dtype(dtype).name,
+        early_stopping=False,
+        validation_fraction=0.1,
+        instrument=False,
+        verbose=False,
+        **vars(member),
+    )
+    fitted = _fit_core(
+        X,
+        Y,
+        hp,
+        hidden=hidden,
+        out_activation=out_activation,
+        n_classes=None,
+        t_start=time.perf_counter(),
+        warn_max_iter=False,
+    )
     params = np.concatenate([w.ravel() for w in fitted.coefs] + list(fitted.intercepts))
     n = X.shape[0]
     last_epoch = fitted.t - (fitted.n_iter - 1) * n  # samples of the last (maybe cut) epoch
     n_steps = (fitted.n_iter - 1) * math.ceil(n / batch_size) + math.ceil(last_epoch / batch_size)
-    return dict(params=params, n_iter=fitted.n_iter, loss=fitted.loss,
-                loss_curve=fitted.loss_curve, best_loss=fitted.best_loss,
-                stop_reason=fitted.stop_reason, n_steps=n_steps, t=fitted.t)
+    return dict(
+        params=params,
+        n_iter=fitted.n_iter,
+        loss=fitted.loss,
+        loss_curve=fitted.loss_curve,
+        best_loss=fitted.best_loss,
+        stop_reason=fitted.stop_reason,
+        n_steps=n_steps,
+        t=fitted.t,
+    )
 
 
 class Stack:
@@ -104,8 +142,20 @@ class Stack:
     term) applies to a contiguous block of rows.
     """
 
-    def __init__(self, X, Y, members, *, hidden, activation, out_activation, solver,
-                 batch_size, dtype, kernel):
+    def __init__(
+        self,
+        X,
+        Y,
+        members,
+        *,
+        hidden,
+        activation,
+        out_activation,
+        solver,
+        batch_size,
+        dtype,
+        kernel,
+    ):
         self.X, self.Y, self.members = X, Y, members
         n, K = X.shape[0], len(members)
         units = [X.shape[1], *hidden, Y.shape[1]]
@@ -114,8 +164,9 @@ class Stack:
         ordered = [members[i] for i in order]
         self.member_of = np.array(order)
         self.rules = [(rule(m), m.alpha != 0) for m in ordered]
-        self.layout = StackedLayout(units, activation=activation, out_activation=out_activation,
-                                    dtype=dtype, n_models=K)
+        self.layout = StackedLayout(
+            units, activation=activation, out_activation=out_activation, dtype=dtype, n_models=K
+        )
         self.rngs = [make_rng(m.random_state) for m in members]  # by member index
         for slot, i in enumerate(order):
             self.layout.init_glorot(slot, self.rngs[i])
@@ -126,8 +177,7 @@ class Stack:
         self.sizes = [batch_size] * self.n_full + ([rest] if rest else [])
         self.ws = {m: StackedWorkspace(self.layout, K, m) for m in set(self.sizes)}
         # alpha / n as the single engine computes it, per batch size.
-        self.l2 = {m: np.array([[float(mb.alpha) / m] for mb in ordered], dtype)
-                   for m in self.ws}
+        self.l2 = {m: np.array([[float(mb.alpha) / m] for mb in ordered], dtype) for m in self.ws}
         self.any_l2 = any(m.alpha != 0 for m in members)
         self.perm = np.tile(np.arange(n), (K, 1))
         self.idx_full = np.empty((self.n_full, K, batch_size), self.perm.dtype)
@@ -140,9 +190,11 @@ class Stack:
         if isinstance(kernel, dict):  # a plan chosen for another stack of these shapes
             self.kernels = dict(kernel)
         else:
-            self.kernels = choose_kernels(gemm_sites(self.layout, full, K, self.grad), kernel,
-                                          few_sites=gemm_sites(self.layout, full, min(K, 2),
-                                                               self.grad))
+            self.kernels = choose_kernels(
+                gemm_sites(self.layout, full, K, self.grad),
+                kernel,
+                few_sites=gemm_sites(self.layout, full, min(K, 2), self.grad),
+            )
         self.rows = K
         self.results = [None] * K
         self.state = [{"best_loss": math.inf, "count": 0, "curve": []} for _ in members]
@@ -172,11 +224,21 @@ class Stack:
             # batch loss = float(loss) + 0.5 * penalty; total += batch loss * m
             book = [partial(np.copyto, bl, ws.loss[:rows], casting="same_kind")]
             if self.any_l2:
-                book += [partial(np.multiply, opt.pen64[:rows], 0.5, out=tmp),
-                         partial(np.add, bl, tmp, out=bl)]
+                book += [
+                    partial(np.multiply, opt.pen64[:rows], 0.5, out=tmp),
+                    partial(np.add, bl, tmp, out=bl),
+                ]
             book += [partial(np.multiply, bl, m, out=tmp), partial(np.add, total, tmp, out=total)]
-            steps[m] = build_step(layout, ws, rows, self.grad, self.kernels, update,
-                                  before_update=opt.step_size(rows), after=book)
+            steps[m] = build_step(
+                layout,
+                ws,
+                rows,
+                self.grad,
+                self.kernels,
+                update,
+                before_update=opt.step_size(rows),
+                after=book,
+            )
         idx = [self.idx_full[j, :rows].reshape(-1) for j in range(self.n_full)]
         if len(self.sizes) > self.n_full:
             idx.append(self.idx_rest[:rows].reshape(-1))
@@ -185,25 +247,30 @@ class Stack:
             ws = self.ws[m]
             # mode="clip": with out= and the default mode="raise", NumPy buffers
             # the whole result; the indices are valid anyway.
-            self.batches.append((steps[m],
-                                 partial(self.X.take, ix, 0, ws.x[:rows].reshape(rows * m, -1),
-                                         "clip"),
-                                 partial(self.Y.take, ix, 0, ws.y[:rows].reshape(rows * m, -1),
-                                         "clip"),
-                                 bl, m))
+            self.batches.append(
+                (
+                    steps[m],
+                    partial(self.X.take, ix, 0, ws.x[:rows].reshape(rows * m, -1), "clip"),
+                    partial(self.Y.take, ix, 0, ws.y[:rows].reshape(rows * m, -1), "clip"),
+                    bl,
+                    m,
+                )
+            )
 
     def _fill_indices(self):
         """This epoch's minibatch rows of every active model, batch-major (one gather per step)."""
         rows, b, nf = self.rows, self.batch_size, self.n_full
-        np.copyto(self.idx_full[:, :rows],
-                  self.perm[:rows, :nf * b].reshape(rows, nf, b).transpose(1, 0, 2))
-        np.copyto(self.idx_rest[:rows], self.perm[:rows, nf * b:])
+        np.copyto(
+            self.idx_full[:, :rows],
+            self.perm[:rows, : nf * b].reshape(rows, nf, b).transpose(1, 0, 2),
+        )
+        np.copyto(self.idx_rest[:rows], self.perm[:rows, nf * b :])
 
     def _compact(self, keep):
         """Keep the active slots ``keep`` (in order) in rows ``[0, len(keep))``."""
         order = np.array(keep, dtype=np.intp)
         for a in [self.layout.params, self.perm, self.total, self.member_of, *self.l2.values()]:
-            a[:len(order)] = a[order]
+            a[: len(order)] = a[order]
         self.opt.permute(order)
         self.rules = [self.rules[s] for s in keep]
         self.rows = len(keep)
@@ -215,9 +282,15 @@ class Stack:
         i = int(self.member_of[slot])
         st = self.state[i]
         self.results[i] = dict(
-            params=self.layout.params[slot].copy(), n_iter=n_iter,
-            loss=st["curve"][-1] if st["curve"] else math.nan, loss_curve=st["curve"],
-            best_loss=st["best_loss"], stop_reason=reason, n_steps=n_steps, t=t)
+            params=self.layout.params[slot].copy(),
+            n_iter=n_iter,
+            loss=st["curve"][-1] if st["curve"] else math.nan,
+            loss_curve=st["curve"],
+            best_loss=st["best_loss"],
+            stop_reason=reason,
+            n_steps=n_steps,
+            t=t,
+        )
 
     # -- the epoch loop -------------------------------------------------------------
 

@@ -23,7 +23,6 @@ __all__ = ["CHUNK_BYTES", "OPTIMIZERS", "StackedAdam", "StackedSGD"]
 CHUNK_BYTES = _CHUNK_BYTES
 
 
-
 def _column(values, dtype):
     """Per-model values as a ``(K, 1)`` column of ``dtype``."""
     return np.array(values, dtype=dtype).reshape(-1, 1)
@@ -40,7 +39,7 @@ def _rows(col, r0, r1, same=None):
     """
     key = col if same is None else same
     if np.all(key[r0:r1] == key[r0]):
-        return col[r0:r0 + 1]
+        return col[r0 : r0 + 1]
     return col[r0:r1]
 
 
@@ -54,7 +53,7 @@ class _StackedOptimizer:
         """Move rows ``order`` to the front, in that order (a stack's compaction)."""
         for name in self.slot_arrays:
             a = getattr(self, name)
-            a[:len(order)] = a[order]
+            a[: len(order)] = a[order]
 
     def blocks(self, params, grad, segments, n_coef):
         """Cache-sized blocks ``(rows, cols)`` of the active rows, segment by segment.
@@ -79,10 +78,12 @@ class _StackedOptimizer:
         """The L2 term on a block's coefficients: ``g += l2 * W``, penalty ``W . (l2 * W)``."""
         pc, gc, tc = p[:, :coef], g[:, :coef], tmp[:, :coef]
         pen32 = self.pen32[r0:r1]
-        return [partial(np.multiply, pc, _rows(l2, r0, r1), out=tc),
-                partial(np.matmul, pc[:, None, :], tc[:, :, None], out=pen32.reshape(-1, 1, 1)),
-                partial(np.add, self.pen64[r0:r1], pen32, out=self.pen64[r0:r1]),
-                partial(np.add, gc, tc, out=gc)]
+        return [
+            partial(np.multiply, pc, _rows(l2, r0, r1), out=tc),
+            partial(np.matmul, pc[:, None, :], tc[:, :, None], out=pen32.reshape(-1, 1, 1)),
+            partial(np.add, self.pen64[r0:r1], pen32, out=self.pen64[r0:r1]),
+            partial(np.add, gc, tc, out=gc),
+        ]
 
     def bind(self, params, grad, segments, n_coef, l2):
         """The update's call list for the active rows.
@@ -100,7 +101,7 @@ class _StackedOptimizer:
         calls = [partial(self.pen64[:rows].fill, 0.0)] if any(s[3] for s in segments) else []
         for r0, r1, c0, c1, coef, rule in blocks:
             p, g = params[r0:r1, c0:c1], grad[r0:r1, c0:c1]
-            tmp = self.scratch[:(r1 - r0) * (c1 - c0)].reshape(r1 - r0, c1 - c0)
+            tmp = self.scratch[: (r1 - r0) * (c1 - c0)].reshape(r1 - r0, c1 - c0)
             if coef:
                 calls += self._l2_calls(p, g, tmp, r0, r1, coef, l2)
             calls += self._block_calls(rule, p, g, tmp, r0, r1, c0, c1)
@@ -126,8 +127,12 @@ class StackedAdam(_StackedOptimizer):
         # The same Python float expressions as Adam.bind, cast once to the dtype
         # (as NumPy casts a Python float operand of a float32 ufunc).
         self.eps = _column([mb.epsilon / math.sqrt(1.0 - mb.beta_2) for mb in members], dtype)
-        self.lr_scale = np.array([mb.learning_rate_init * (1.0 - mb.beta_1)
-                                  / math.sqrt(1.0 - mb.beta_2) for mb in members])
+        self.lr_scale = np.array(
+            [
+                mb.learning_rate_init * (1.0 - mb.beta_1) / math.sqrt(1.0 - mb.beta_2)
+                for mb in members
+            ]
+        )
         self.betas = sorted({(mb.beta_1, mb.beta_2) for mb in members})
         self.group = np.array([self.betas.index((mb.beta_1, mb.beta_2)) for mb in members])
         self.lr64 = np.empty(n_models)
@@ -143,14 +148,14 @@ class StackedAdam(_StackedOptimizer):
         """``before_update``: ``t += 1`` and each model's step size into :attr:`lr32`."""
         lr64, lr32, scale = self.lr64[:rows], self.lr32[:rows, 0], self.lr_scale[:rows]
         if len(self.betas) == 1:
-            (b1, b2), = self.betas
+            ((b1, b2),) = self.betas
 
             def before_update():
                 self.t += 1
                 t = self.t
                 # Adam.bind: lr = lr_scale * sqrt(1 - b2 ** t) / (1 - b1 ** t)
-                np.multiply(scale, math.sqrt(1.0 - b2 ** t), out=lr64)
-                np.divide(lr64, 1.0 - b1 ** t, out=lr64)
+                np.multiply(scale, math.sqrt(1.0 - b2**t), out=lr64)
+                np.divide(lr64, 1.0 - b1**t, out=lr64)
                 np.copyto(lr32, lr64, casting="same_kind")
 
             return before_update
@@ -161,8 +166,8 @@ class StackedAdam(_StackedOptimizer):
             self.t += 1
             t = self.t
             for j, (b1, b2) in enumerate(self.betas):
-                num[j] = math.sqrt(1.0 - b2 ** t)
-                den[j] = 1.0 - b1 ** t
+                num[j] = math.sqrt(1.0 - b2**t)
+                den[j] = 1.0 - b1**t
             np.take(num, group, out=num_rows)
             np.take(den, group, out=den_rows)
             np.multiply(scale, num_rows, out=lr64)
@@ -177,11 +182,18 @@ class StackedAdam(_StackedOptimizer):
         # The step size is recomputed each step from lr_scale and the betas.
         same = np.stack([self.lr_scale, self.group.astype(float)], axis=1)
         lr = _rows(self.lr32, r0, r1, same=same)
-        return [partial(np.multiply, m, b1, out=m), partial(np.add, m, g, out=m),
-                partial(np.square, g, out=tmp), partial(np.multiply, v, b2, out=v),
-                partial(np.add, v, tmp, out=v), partial(np.sqrt, v, out=tmp),
-                partial(np.add, tmp, eps, out=tmp), partial(np.divide, m, tmp, out=tmp),
-                partial(np.multiply, tmp, lr, out=tmp), partial(np.subtract, p, tmp, out=p)]
+        return [
+            partial(np.multiply, m, b1, out=m),
+            partial(np.add, m, g, out=m),
+            partial(np.square, g, out=tmp),
+            partial(np.multiply, v, b2, out=v),
+            partial(np.add, v, tmp, out=v),
+            partial(np.sqrt, v, out=tmp),
+            partial(np.add, tmp, eps, out=tmp),
+            partial(np.divide, m, tmp, out=tmp),
+            partial(np.multiply, tmp, lr, out=tmp),
+            partial(np.subtract, p, tmp, out=p),
+        ]
 
     @staticmethod
     def rule(member):
@@ -226,8 +238,11 @@ class StackedSGD(_StackedOptimizer):
             return calls + [partial(np.subtract, p, tmp, out=p)]
         calls += [partial(np.multiply, vel, mu, out=vel), partial(np.subtract, vel, tmp, out=vel)]
         if rule == "nesterov":
-            return calls + [partial(np.subtract, p, tmp, out=p),
-                            partial(np.multiply, vel, mu, out=tmp), partial(np.add, p, tmp, out=p)]
+            return calls + [
+                partial(np.subtract, p, tmp, out=p),
+                partial(np.multiply, vel, mu, out=tmp),
+                partial(np.add, p, tmp, out=p),
+            ]
         return calls + [partial(np.add, p, vel, out=p)]
 
 

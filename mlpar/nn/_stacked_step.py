@@ -36,8 +36,15 @@ from functools import partial
 
 import numpy as np
 
-__all__ = ["KERNELS", "StackedLayout", "StackedWorkspace", "build_step", "choose_kernels",
-           "expit", "gemm_sites"]
+__all__ = [
+    "KERNELS",
+    "StackedLayout",
+    "StackedWorkspace",
+    "build_step",
+    "choose_kernels",
+    "expit",
+    "gemm_sites",
+]
 
 # The loop kernel is chosen only if it takes less than this share of the batched
 # call's time: both run the same BLAS routine per model (same bits), so the
@@ -53,8 +60,12 @@ KERNELS = ("auto", "batched", "loop")
 def expit(z, out):
     """The logistic function in NumPy, as calls: ``1 / (1 + exp(-z))`` into ``out``."""
     # exp(-z) overflows to inf for very negative z; 1 / inf is the exact 0.
-    return [partial(np.negative, z, out=out), partial(np.exp, out, out=out),
-            partial(np.add, out, 1.0, out=out), partial(np.divide, 1.0, out, out=out)]
+    return [
+        partial(np.negative, z, out=out),
+        partial(np.exp, out, out=out),
+        partial(np.add, out, 1.0, out=out),
+        partial(np.divide, 1.0, out, out=out),
+    ]
 
 
 class StackedLayout:
@@ -83,16 +94,16 @@ class StackedLayout:
         """``(W, b)``: per layer, views ``(rows, in, out)`` and ``(rows, 1, out)``."""
         W, b = [], []
         for (fan_in, fan_out), (oc, ob) in zip(self.shapes, self.offsets()):
-            W.append(flat[:rows, oc:oc + fan_in * fan_out].reshape(rows, fan_in, fan_out))
-            b.append(flat[:rows, ob:ob + fan_out].reshape(rows, 1, fan_out))
+            W.append(flat[:rows, oc : oc + fan_in * fan_out].reshape(rows, fan_in, fan_out))
+            b.append(flat[:rows, ob : ob + fan_out].reshape(rows, 1, fan_out))
         return W, b
 
     def model_views(self, row):
         """``(coefs, intercepts)`` of one model's flat row, as the single engine lays them out."""
         coefs, intercepts = [], []
         for (fan_in, fan_out), (oc, ob) in zip(self.shapes, self.offsets()):
-            coefs.append(row[oc:oc + fan_in * fan_out].reshape(fan_in, fan_out))
-            intercepts.append(row[ob:ob + fan_out])
+            coefs.append(row[oc : oc + fan_in * fan_out].reshape(fan_in, fan_out))
+            intercepts.append(row[ob : ob + fan_out])
         return coefs, intercepts
 
     def init_glorot(self, slot, rng):
@@ -119,8 +130,9 @@ class StackedWorkspace:
         self.z = [np.empty((K, n, u), dt) for u in units[1:-1]]  # activations, then deltas
         act = layout.activation
         self.mask = [np.empty((K, n, u), bool) for u in units[1:-1]] if act == "relu" else None
-        self.scratch = ([np.empty((K, n, u), dt) for u in units[1:-1]]
-                        if act in ("logistic", "tanh") else None)
+        self.scratch = (
+            [np.empty((K, n, u), dt) for u in units[1:-1]] if act in ("logistic", "tanh") else None
+        )
         self.zo = np.empty((K, n, units[-1]), dt)  # output logits
         self.do = np.empty((K, n, units[-1]), dt)  # output delta (and probabilities)
         self.rowsum = np.empty((K, n), dt)
@@ -217,7 +229,7 @@ def _seconds(f):
 
 
 def _faster(operands, rounds):
-    """"loop" if the loop is clearly faster on these operands, or differs in a bit."""
+    """ "loop" if the loop is clearly faster on these operands, or differs in a bit."""
     out = operands[2]
     batched, loop = _gemm("batched", *operands), _gemm("loop", *operands)
     best_batched = _seconds(batched)
@@ -264,9 +276,13 @@ def build_step(layout, ws, rows, grad, plan, update_calls, *, before_update=None
 
     backward = list(tail)
     for i in range(L - 1, 0, -1):
-        backward += [gemm[f"weight_grad{i}"],
-                     partial(np.matmul, ones, deltas[i], out=gb[i]),
-                     *prepare[i - 1], gemm[f"backward{i}"], *apply[i - 1]]
+        backward += [
+            gemm[f"weight_grad{i}"],
+            partial(np.matmul, ones, deltas[i], out=gb[i]),
+            *prepare[i - 1],
+            gemm[f"backward{i}"],
+            *apply[i - 1],
+        ]
     backward += [gemm["weight_grad0"], partial(np.matmul, ones, deltas[0], out=gb[0])]
     backward += [*update_calls, *after]
     prep = before_update or (lambda: None)
@@ -295,14 +311,18 @@ def _hidden_calls(activation, ws, rows):
     elif activation == "tanh":
         S = [s[:rows] for s in ws.scratch]
         act = [[partial(np.tanh, z, out=z)] for z in Z]
-        prepare = [[partial(np.square, z, out=s), partial(np.subtract, 1.0, s, out=s)]
-                   for z, s in zip(Z, S)]
+        prepare = [
+            [partial(np.square, z, out=s), partial(np.subtract, 1.0, s, out=s)]
+            for z, s in zip(Z, S)
+        ]
         apply = [[partial(np.multiply, z, s, out=z)] for z, s in zip(Z, S)]
     elif activation == "logistic":
         S = [s[:rows] for s in ws.scratch]
         act = [expit(z, z) for z in Z]
-        prepare = [[partial(np.subtract, 1.0, z, out=s), partial(np.multiply, s, z, out=s)]
-                   for z, s in zip(Z, S)]
+        prepare = [
+            [partial(np.subtract, 1.0, z, out=s), partial(np.multiply, s, z, out=s)]
+            for z, s in zip(Z, S)
+        ]
         apply = [[partial(np.multiply, z, s, out=z)] for z, s in zip(Z, S)]
     else:  # identity
         act = prepare = apply = [[] for _ in range(n)]
@@ -333,34 +353,47 @@ def _output_calls(out_activation, ws, rows):
         amin = np.minimum.reduce
         # As the single engine: shift by the largest logit of the model's batch,
         # and row by row only for a model whose row sums got tiny.
-        head = [partial(np.maximum.reduce, zo, axis=(1, 2), keepdims=True, out=ws.peak[:rows]),
-                partial(np.subtract, zo, ws.peak[:rows], out=zo),
-                partial(np.exp, zo, out=do),
-                partial(np.matmul, do, ws.ones_out, out=s)]
+        head = [
+            partial(np.maximum.reduce, zo, axis=(1, 2), keepdims=True, out=ws.peak[:rows]),
+            partial(np.subtract, zo, ws.peak[:rows], out=zo),
+            partial(np.exp, zo, out=do),
+            partial(np.matmul, do, ws.ones_out, out=s),
+        ]
 
         def check():
             if amin(s, axis=None) < tiny:
                 _row_shift_fallback(ws, rows, tiny)
 
-        tail = [partial(np.divide, do, s.reshape(rows, n, 1), out=do),
-                partial(np.log, s, out=s),
-                # Cross-entropy: sum of log(sum(exp(z))) minus the sum of z[y].
-                partial(np.matmul, s.reshape(rows, 1, n), ws.ones_col, out=d1),
-                partial(np.matmul, yf, zf, out=d2), *finish, *delta]
+        tail = [
+            partial(np.divide, do, s.reshape(rows, n, 1), out=do),
+            partial(np.log, s, out=s),
+            # Cross-entropy: sum of log(sum(exp(z))) minus the sum of z[y].
+            partial(np.matmul, s.reshape(rows, 1, n), ws.ones_col, out=d1),
+            partial(np.matmul, yf, zf, out=d2),
+            *finish,
+            *delta,
+        ]
         return head, check, tail
 
     if out_activation == "logistic":
-        head = [partial(np.logaddexp, 0.0, zo, out=do),
-                partial(np.add.reduce, do, axis=(1, 2), out=d1f),
-                partial(np.matmul, yf, zf, out=d2), *finish, *expit(zo, do), *delta]
+        head = [
+            partial(np.logaddexp, 0.0, zo, out=do),
+            partial(np.add.reduce, do, axis=(1, 2), out=d1f),
+            partial(np.matmul, yf, zf, out=d2),
+            *finish,
+            *expit(zo, do),
+            *delta,
+        ]
         return head, nothing, []
 
     # identity: half squared error, averaged over samples and outputs
     df = do.reshape(rows, 1, n * n_out)
-    head = [partial(np.subtract, zo, y, out=do),
-            partial(np.matmul, df, do.reshape(rows, n * n_out, 1), out=d1),
-            partial(np.multiply, d1f, 0.5 / (n * n_out), out=loss),
-            partial(np.multiply, do, inv_n, out=do)]
+    head = [
+        partial(np.subtract, zo, y, out=do),
+        partial(np.matmul, df, do.reshape(rows, n * n_out, 1), out=d1),
+        partial(np.multiply, d1f, 0.5 / (n * n_out), out=loss),
+        partial(np.multiply, do, inv_n, out=do),
+    ]
     return head, nothing, []
 
 

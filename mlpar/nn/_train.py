@@ -70,9 +70,27 @@ class Outcome:
     stats: dict = None
 
 
-def train(net, optimizer, X, Y, *, history, rng, batch_size, alpha, shuffle, max_iter, tol,
-          n_iter_no_change, incremental=False, scorer=None, deadline=None, instrument=False,
-          verbose=False, warn_max_iter=True):
+def train(
+    net,
+    optimizer,
+    X,
+    Y,
+    *,
+    history,
+    rng,
+    batch_size,
+    alpha,
+    shuffle,
+    max_iter,
+    tol,
+    n_iter_no_change,
+    incremental=False,
+    scorer=None,
+    deadline=None,
+    instrument=False,
+    verbose=False,
+    warn_max_iter=True,
+):
     """Train ``net`` in place on ``(X, Y)`` for up to ``max_iter`` epochs.
 
     Parameters
@@ -110,8 +128,7 @@ def train(net, optimizer, X, Y, *, history, rng, batch_size, alpha, shuffle, max
     timer = KernelTimer() if instrument else None
     kernels = timer.kernels if instrument else PLAIN_KERNELS
 
-    steps = _build_steps(net, optimizer, n, batch_size, alpha=alpha, kernels=kernels,
-                         timer=timer)
+    steps = _build_steps(net, optimizer, n, batch_size, alpha=alpha, kernels=kernels, timer=timer)
     # Shuffling permutes a copy of the data once per epoch (one np.take each
     # for X and Y), so that every minibatch is a contiguous slice: the step
     # then gathers nothing. It costs one copy of the training set.
@@ -154,8 +171,11 @@ def train(net, optimizer, X, Y, *, history, rng, batch_size, alpha, shuffle, max
             if cut is not None:
                 stop_reason = cut
                 if verbose:
-                    print("Training loss is not finite. Stopping." if cut == "diverged"
-                          else "max_time reached. Stopping.")
+                    print(
+                        "Training loss is not finite. Stopping."
+                        if cut == "diverged"
+                        else "max_time reached. Stopping."
+                    )
                 break
 
             if early_stopping:
@@ -173,8 +193,10 @@ def train(net, optimizer, X, Y, *, history, rng, batch_size, alpha, shuffle, max
                 stop_reason = "early_stopping" if early_stopping else "converged"
                 if verbose:
                     what = "Validation score" if early_stopping else "Training loss"
-                    print(f"{what} did not improve more than tol={tol:f} for "
-                          f"{n_iter_no_change} consecutive epochs. Stopping.")
+                    print(
+                        f"{what} did not improve more than tol={tol:f} for "
+                        f"{n_iter_no_change} consecutive epochs. Stopping."
+                    )
                 break
             if incremental:
                 break
@@ -182,7 +204,8 @@ def train(net, optimizer, X, Y, *, history, rng, batch_size, alpha, shuffle, max
                 warnings.warn(
                     f"Stochastic Optimizer: Maximum iterations ({max_iter}) reached and the "
                     "optimization hasn't converged yet.",
-                    _convergence_warning_category(), stacklevel=2,
+                    _convergence_warning_category(),
+                    stacklevel=2,
                 )
 
     if early_stopping:
@@ -194,8 +217,14 @@ def train(net, optimizer, X, Y, *, history, rng, batch_size, alpha, shuffle, max
     if instrument:
         stats = timer.totals()
         stats.update(train_time=clock() - start, shuffle_time=shuffle_time, eval_time=eval_time)
-    return Outcome(n_iter=n_iter, loss=loss, stop_reason=stop_reason, n_steps=n_steps,
-                   n_samples_seen=seen_total, stats=stats)
+    return Outcome(
+        n_iter=n_iter,
+        loss=loss,
+        stop_reason=stop_reason,
+        n_steps=n_steps,
+        n_samples_seen=seen_total,
+        stats=stats,
+    )
 
 
 def _epoch(batches, deadline):
@@ -222,8 +251,11 @@ def _build_steps(net, optimizer, n, batch_size, *, alpha, kernels, timer):
     ws = Workspace(net, batch_size)
     steps = [build_step(net, ws, grad, alpha=alpha, update=update, kernels=kernels)]
     if n % batch_size:
-        steps.append(build_step(net, ws.head(n % batch_size), grad, alpha=alpha,
-                                update=update, kernels=kernels))
+        steps.append(
+            build_step(
+                net, ws.head(n % batch_size), grad, alpha=alpha, update=update, kernels=kernels
+            )
+        )
     return [timer.time_step(s) for s in steps] if timer is not None else steps
 
 
@@ -235,9 +267,16 @@ def _batches(Xs, Ys, steps, batch_size):
     for start_row in range(0, n, batch_size):
         stop_row = min(start_row + batch_size, n)
         xb = Xs[start_row:stop_row]
-        batches.append((steps[stop_row - start_row != batch_size], xb, xb.T,
-                        Ys[start_row:stop_row], Yf[start_row * n_out:stop_row * n_out],
-                        stop_row - start_row))
+        batches.append(
+            (
+                steps[stop_row - start_row != batch_size],
+                xb,
+                xb.T,
+                Ys[start_row:stop_row],
+                Yf[start_row * n_out : stop_row * n_out],
+                stop_row - start_row,
+            )
+        )
     return batches
 
 

@@ -17,13 +17,20 @@ from collections import Counter
 
 from .tables import format_table, format_value
 
-__all__ = ["format_table", "format_run_summary", "write_report", "load_rows", "score_metric",
-           "metric_mode"]
+__all__ = [
+    "format_table",
+    "format_run_summary",
+    "write_report",
+    "load_rows",
+    "score_metric",
+    "metric_mode",
+]
 
 PLOT_HINT = 'plots need matplotlib: pip install "mlpar[plot]"'
 
 
 # --------------------------------------------------------------------------- rows
+
 
 def load_rows(journal):
     """The trial rows of a journal, as plain dicts (a torn last line is skipped)."""
@@ -64,14 +71,20 @@ def _config_groups(result, metric):
     if f"mean_{metric}" not in summary:
         return []
     nan = [float("nan")] * len(summary["params"])
-    out = [{
-        "params": _param_label(params), "raw_params": params,
-        "n": summary["n_trials"][i], "ok": summary["n_ok"][i],
-        "mean": summary[f"mean_{metric}"][i], "std": summary[f"std_{metric}"][i],
-        "rank": summary[f"rank_{metric}"][i],
-        "test": summary.get("mean_test_score", nan)[i],
-        "fit_time": summary.get("mean_fit_time", nan)[i],
-    } for i, params in enumerate(summary["params"])]
+    out = [
+        {
+            "params": _param_label(params),
+            "raw_params": params,
+            "n": summary["n_trials"][i],
+            "ok": summary["n_ok"][i],
+            "mean": summary[f"mean_{metric}"][i],
+            "std": summary[f"std_{metric}"][i],
+            "rank": summary[f"rank_{metric}"][i],
+            "test": summary.get("mean_test_score", nan)[i],
+            "fit_time": summary.get("mean_fit_time", nan)[i],
+        }
+        for i, params in enumerate(summary["params"])
+    ]
     out.sort(key=lambda g: g["rank"])
     return out
 
@@ -81,25 +94,48 @@ def format_run_summary(result, config=None, *, top=5):
     rows = [r.to_dict() for r in result]
     metric = score_metric(rows) or "score"
     groups = _config_groups(result, metric)
-    lines = [f"best configurations by {metric} (mean over seeds; a failed seed makes it nan):",
-             format_table(groups[:top], [("rank", "rank"), ("mean", metric), ("std", "std"),
-                                         ("test", "test_score"), ("fit_time", "fit s"),
-                                         ("ok", "ok"), ("params", "params")])]
+    lines = [
+        f"best configurations by {metric} (mean over seeds; a failed seed makes it nan):",
+        format_table(
+            groups[:top],
+            [
+                ("rank", "rank"),
+                ("mean", metric),
+                ("std", "std"),
+                ("test", "test_score"),
+                ("fit_time", "fit s"),
+                ("ok", "ok"),
+                ("params", "params"),
+            ],
+        ),
+    ]
     status = Counter(r["status"] for r in rows)
     bad = [r for r in rows if r["status"] != "ok"]
     lines.append("")
     lines.append("trials: " + ", ".join(f"{n} {s}" for s, n in sorted(status.items())))
     for r in bad[:10]:
         msg = (r.get("error_message") or "").strip().splitlines()
-        lines.append(f"  {r['status']:<8} {r.get('error_type') or '':<18} "
-                     f"{_param_label(r['params'])}  {msg[0][:100] if msg else ''}")
+        lines.append(
+            f"  {r['status']:<8} {r.get('error_type') or '':<18} "
+            f"{_param_label(r['params'])}  {msg[0][:100] if msg else ''}"
+        )
     if len(bad) > 10:
         lines.append(f"  ... and {len(bad) - 10} more (see results.jsonl)")
     lines.append("")
-    lines.append(format_table([_timing(rows, result)], [
-        ("backend", "backend"), ("n_jobs", "n_jobs"), ("blas_threads", "blas threads"),
-        ("wall", "wall s"), ("trial_sum", "sum of trial s"), ("cpu_sum", "trial CPU s"),
-        ("parallelism", "trial s / wall s")]))
+    lines.append(
+        format_table(
+            [_timing(rows, result)],
+            [
+                ("backend", "backend"),
+                ("n_jobs", "n_jobs"),
+                ("blas_threads", "blas threads"),
+                ("wall", "wall s"),
+                ("trial_sum", "sum of trial s"),
+                ("cpu_sum", "trial CPU s"),
+                ("parallelism", "trial s / wall s"),
+            ],
+        )
+    )
     return "\n".join(lines)
 
 
@@ -110,15 +146,18 @@ def _timing(rows, result=None):
         wall = max(r["ended_at"] for r in rows) - min(r["started_at"] for r in rows)
     trial_sum = sum(r.get("wall_time") or 0.0 for r in rows)
     return {
-        "backend": first.get("backend"), "n_jobs": first.get("n_jobs"),
+        "backend": first.get("backend"),
+        "n_jobs": first.get("n_jobs"),
         "blas_threads": first.get("blas_threads_seen", first.get("blas_threads")),
-        "wall": wall, "trial_sum": trial_sum,
+        "wall": wall,
+        "trial_sum": trial_sum,
         "cpu_sum": sum(r.get("cpu_time") or 0.0 for r in rows),
         "parallelism": trial_sum / wall if wall else float("nan"),
     }
 
 
 # --------------------------------------------------------------------------- report
+
 
 def write_report(run_dir):
     """Write ``report.md`` (and PNG plots when matplotlib is installed).
@@ -128,8 +167,14 @@ def write_report(run_dir):
     Path of the report.
     """
     from ..results import SweepResult
-    from ..runs import COMPARE_FILE, ENV_FILE, JOURNAL_FILE, REPORT_FILE, atomic_write
-    from ..runs import check_run_dir
+    from ..runs import (
+        COMPARE_FILE,
+        ENV_FILE,
+        JOURNAL_FILE,
+        REPORT_FILE,
+        atomic_write,
+        check_run_dir,
+    )
     from .plots import figures, plot_score_vs_params
 
     run_dir = check_run_dir(run_dir, needs=(JOURNAL_FILE, COMPARE_FILE))
@@ -141,23 +186,58 @@ def write_report(run_dir):
     if env_path.is_file():
         from ..environment import format_environment
 
-        md += ["## Environment", "", "```", format_environment(json.loads(env_path.read_text())),
-               "```", ""]
+        md += [
+            "## Environment",
+            "",
+            "```",
+            format_environment(json.loads(env_path.read_text())),
+            "```",
+            "",
+        ]
     if journal.is_file():
         result = SweepResult.from_journal(journal)
         rows = [r.to_dict() for r in result]
         metric = score_metric(rows) or "score"
         groups = _config_groups(result, metric)
-        md += [f"## Results ({len(rows)} trials)", "",
-               format_table(groups, [("rank", "rank"), ("mean", f"mean {metric}"), ("std", "std"),
-                                     ("test", "test_score"), ("fit_time", "fit s"), ("ok", "ok"),
-                                     ("n", "trials"), ("params", "params")], markdown=True), ""]
+        md += [
+            f"## Results ({len(rows)} trials)",
+            "",
+            format_table(
+                groups,
+                [
+                    ("rank", "rank"),
+                    ("mean", f"mean {metric}"),
+                    ("std", "std"),
+                    ("test", "test_score"),
+                    ("fit_time", "fit s"),
+                    ("ok", "ok"),
+                    ("n", "trials"),
+                    ("params", "params"),
+                ],
+                markdown=True,
+            ),
+            "",
+        ]
         status = Counter(r["status"] for r in rows)
         md += ["Trial status: " + ", ".join(f"{n} {s}" for s, n in sorted(status.items())), ""]
-        md += ["## Time", "", format_table([_timing(rows)], [
-            ("backend", "backend"), ("n_jobs", "n_jobs"), ("blas_threads", "BLAS threads"),
-            ("wall", "wall s (first start to last end)"), ("trial_sum", "sum of trial s"),
-            ("cpu_sum", "trial CPU s"), ("parallelism", "trial s / wall s")], markdown=True), ""]
+        md += [
+            "## Time",
+            "",
+            format_table(
+                [_timing(rows)],
+                [
+                    ("backend", "backend"),
+                    ("n_jobs", "n_jobs"),
+                    ("blas_threads", "BLAS threads"),
+                    ("wall", "wall s (first start to last end)"),
+                    ("trial_sum", "sum of trial s"),
+                    ("cpu_sum", "trial CPU s"),
+                    ("parallelism", "trial s / wall s"),
+                ],
+                markdown=True,
+            ),
+            "",
+        ]
         if plt is not None:
             plots = plot_score_vs_params(rows, metric, run_dir, plt)
             if plots:

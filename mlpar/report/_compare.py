@@ -10,19 +10,42 @@ from ..runs import COMPARE_FILE
 from .plots import plot_comparison
 from .tables import format_table
 
-__all__ = ["COLUMNS", "group_columns", "explain", "comparison_report", "format_group",
-           "format_outcome"]
+__all__ = [
+    "COLUMNS",
+    "group_columns",
+    "explain",
+    "comparison_report",
+    "format_group",
+    "format_outcome",
+]
 
-COLUMNS = [("label", "setting"), ("wall", "median wall s"), ("wall_min", "min"),
-            ("wall_max", "max"), ("speedup", "speedup"), ("efficiency", "efficiency"),
-            ("utilization", "CPU util"), ("inflation", "trial time x"),
-            ("overhead", "overhead s"), ("predicted", "predicted"), ("ok", "ok")]
+COLUMNS = [
+    ("label", "setting"),
+    ("wall", "median wall s"),
+    ("wall_min", "min"),
+    ("wall_max", "max"),
+    ("speedup", "speedup"),
+    ("efficiency", "efficiency"),
+    ("utilization", "CPU util"),
+    ("inflation", "trial time x"),
+    ("overhead", "overhead s"),
+    ("predicted", "predicted"),
+    ("ok", "ok"),
+]
 
-_GROUP_COLUMNS = [("group", "workload"), ("p", "p"), ("p_check", "p (py-spy)"), ("amdahl", "Amdahl threads"),
-                  ("predicted", "predicted threads"), ("threads", "measured threads"),
-                  ("error", "prediction error"), ("processes", "processes"),
-                  ("best", "fastest measured"), ("advised", "advised"),
-                  ("advised_vs_best", "advised / fastest")]
+_GROUP_COLUMNS = [
+    ("group", "workload"),
+    ("p", "p"),
+    ("p_check", "p (py-spy)"),
+    ("amdahl", "Amdahl threads"),
+    ("predicted", "predicted threads"),
+    ("threads", "measured threads"),
+    ("error", "prediction error"),
+    ("processes", "processes"),
+    ("best", "fastest measured"),
+    ("advised", "advised"),
+    ("advised_vs_best", "advised / fastest"),
+]
 
 
 def group_columns(doc):
@@ -30,40 +53,59 @@ def group_columns(doc):
     cols = list(_GROUP_COLUMNS)
     if doc.get("gil_modes"):
         at = cols.index(("processes", "processes"))
-        cols[at:at] = [("threads_gil0", "threads PYTHON_GIL=0"),
-                       ("threads_gil1", "threads PYTHON_GIL=1")]
+        cols[at:at] = [
+            ("threads_gil0", "threads PYTHON_GIL=0"),
+            ("threads_gil1", "threads PYTHON_GIL=1"),
+        ]
     return cols
 
 
 def explain(cal, rows, model_ok):
     if not model_ok:
-        return ("GIL disabled (free-threaded build): threads run Python in parallel, "
-                "so the GIL model does not apply; speedups above are measured only.")
-    return (f"p = {cal['p']:.2f} of a serial training step runs without the GIL "
-            f"(GEMMs alone {cal['p_gemm']:.2f}"
-            + (f"; {cal['p_check_method']}: {cal['p_check']:.2f}" if "p_check" in cal else "")
-            + f"); per step {cal['python_time'] * 1e6:.0f} µs "
-            f"Python vs {cal['numeric_time'] * 1e6:.0f} µs numeric, "
-            f"{cal['releases_per_step']:.0f} GIL releases. Amdahl's ceiling for 2 threads "
-            f"{cal['amdahl_2']:.2f}x; with this machine's GIL hand-off cost "
-            f"({cal['handoff_s'] * 1e6:.2f} µs per release at this workload's kernel durations) "
-            f"{cal['predicted_2']:.2f}x.")
+        return (
+            "GIL disabled (free-threaded build): threads run Python in parallel, "
+            "so the GIL model does not apply; speedups above are measured only."
+        )
+    return (
+        f"p = {cal['p']:.2f} of a serial training step runs without the GIL "
+        f"(GEMMs alone {cal['p_gemm']:.2f}"
+        + (f"; {cal['p_check_method']}: {cal['p_check']:.2f}" if "p_check" in cal else "")
+        + f"); per step {cal['python_time'] * 1e6:.0f} µs "
+        f"Python vs {cal['numeric_time'] * 1e6:.0f} µs numeric, "
+        f"{cal['releases_per_step']:.0f} GIL releases. Amdahl's ceiling for 2 threads "
+        f"{cal['amdahl_2']:.2f}x; with this machine's GIL hand-off cost "
+        f"({cal['handoff_s'] * 1e6:.2f} µs per release at this workload's kernel durations) "
+        f"{cal['predicted_2']:.2f}x."
+    )
 
 
 def comparison_report(run_dir, plt):
     """Markdown lines (and plots) of a comparison for ``report.md``."""
     doc = json.loads((Path(run_dir) / COMPARE_FILE).read_text())
-    md = ["## Backend comparison", "",
-          f"{doc['repeats']} interleaved repeats per setting, {doc['cores']} cores, "
-          f"1 BLAS thread per worker unless stated; speedup = median over repeats of "
-          f"serial wall / setting wall in the same repeat.", ""]
+    md = [
+        "## Backend comparison",
+        "",
+        f"{doc['repeats']} interleaved repeats per setting, {doc['cores']} cores, "
+        f"1 BLAS thread per worker unless stated; speedup = median over repeats of "
+        f"serial wall / setting wall in the same repeat.",
+        "",
+    ]
     for g in doc["groups"]:
-        md += [f"### {group_label(g['group'])}", "",
-               format_table(g["summary"], COLUMNS, markdown=True), "",
-               explain(g["calibration"], g["summary"], doc["gil_enabled"]), ""]
+        md += [
+            f"### {group_label(g['group'])}",
+            "",
+            format_table(g["summary"], COLUMNS, markdown=True),
+            "",
+            explain(g["calibration"], g["summary"], doc["gil_enabled"]),
+            "",
+        ]
     if len(doc["groups"]) > 1 or doc.get("gil_modes"):
-        md += ["### Per workload", "", format_table(group_table(doc), group_columns(doc),
-                                                    markdown=True), ""]
+        md += [
+            "### Per workload",
+            "",
+            format_table(group_table(doc), group_columns(doc), markdown=True),
+            "",
+        ]
     if plt is not None:
         for path in plot_comparison(doc, run_dir, plt):
             md += [f"![{path.stem}]({path.name})", ""]
@@ -72,8 +114,11 @@ def comparison_report(run_dir, plt):
 
 def format_group(result, model_ok):
     """The text ``mlpar compare`` prints when a workload group is done."""
-    return (format_table(result["summary"], COLUMNS) + "\n"
-            + explain(result["calibration"], result["summary"], model_ok))
+    return (
+        format_table(result["summary"], COLUMNS)
+        + "\n"
+        + explain(result["calibration"], result["summary"], model_ok)
+    )
 
 
 def format_outcome(doc):
@@ -83,5 +128,7 @@ def format_outcome(doc):
         return format_table(table, group_columns(doc))
     row = table[0]
     best = next(r for r in doc["groups"][0]["summary"] if r["label"] == row["best"])
-    return (f"fastest measured: {row['best']} ({best['speedup']:.2f}x over serial); "
-            f"advised from the serial calibration: {row['advised']}")
+    return (
+        f"fastest measured: {row['best']} ({best['speedup']:.2f}x over serial); "
+        f"advised from the serial calibration: {row['advised']}"
+    )

@@ -67,7 +67,6 @@ def plot_score_vs_params(rows, metric, out_dir, plt):
     return paths
 
 
-
 def _group_axis(groups):
     """x positions and tick labels: numeric when one numeric parameter varies."""
     labels = [", ".join(f"{k}={v}" for k, v in g["group"].items()) or "all" for g in groups]
@@ -107,17 +106,28 @@ def _plot_speedup(doc, labels, axis, path, plt):
     xs, ticks, xname = axis
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for label in labels:
-        ys = [next((r["speedup"] for r in g["summary"] if r["label"] == label), None)
-              for g in groups]
+        ys = [
+            next((r["speedup"] for r in g["summary"] if r["label"] == label), None) for g in groups
+        ]
         pts = [(x, y) for x, y in zip(xs, ys) if y is not None]
         if pts and not label.startswith("serial x1 blas1"):
             ax.plot(*zip(*pts), marker="o", label=label)
     if doc.get("gil_enabled", True):
-        for key, style, name in (("predicted", "--", "threads predicted (GIL model)"),
-                                 ("amdahl", ":", "threads, Amdahl only")):
-            ys = [next((r.get(key) for r in g["summary"]
-                        if r["backend"] == "threads" and r["n_jobs"] == cores), None)
-                  for g in groups]
+        for key, style, name in (
+            ("predicted", "--", "threads predicted (GIL model)"),
+            ("amdahl", ":", "threads, Amdahl only"),
+        ):
+            ys = [
+                next(
+                    (
+                        r.get(key)
+                        for r in g["summary"]
+                        if r["backend"] == "threads" and r["n_jobs"] == cores
+                    ),
+                    None,
+                )
+                for g in groups
+            ]
             pts = [(x, y) for x, y in zip(xs, ys) if y is not None]
             if pts:
                 ax.plot(*zip(*pts), style, color="black", label=name)
@@ -159,8 +169,11 @@ def _plot_scaling(groups, cores, axis, path, plt):
     drawn = False
     for g, x in zip(groups, xs if ticks is None else (ticks or xs)):
         for backend in sorted({r["backend"] for r in g["summary"]} - {"serial"}):
-            pts = sorted((r["n_jobs"], r["speedup"]) for r in g["summary"]
-                         if r["backend"] == backend and r["blas_threads"] == 1)
+            pts = sorted(
+                (r["n_jobs"], r["speedup"])
+                for r in g["summary"]
+                if r["backend"] == backend and r["blas_threads"] == 1
+            )
             if len(pts) > 1 or (pts and pts[0][0] > 1):
                 pts = [(1, 1.0)] + [p for p in pts if p[0] != 1] if pts[0][0] != 1 else pts
                 tag = f"{backend}" + (f" ({x})" if len(groups) > 1 else "")
@@ -184,8 +197,14 @@ def _plot_trial_times(groups, labels, path, plt):
     fig, ax = plt.subplots(figsize=(6.5, 4))
     data, names = [], []
     for label in labels:
-        times = [t for g in groups for run in g["runs"] if run["label"] == label
-                 for t in run["trial_wall"] if t is not None]
+        times = [
+            t
+            for g in groups
+            for run in g["runs"]
+            if run["label"] == label
+            for t in run["trial_wall"]
+            if t is not None
+        ]
         if times:
             data.append(times)
             names.append(label)

@@ -48,8 +48,8 @@ def format_table(rows, columns, *, markdown=False, cell=None, right=()):
     widths = [max([len(h), *(len(r[i]) for r in body)]) for i, h in enumerate(header)]
 
     def line(values):
-        return "  ".join(v.rjust(w) if r else v.ljust(w)
-                         for v, w, r in zip(values, widths, flush_right)).rstrip()
+        return "  ".join(
+            v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, flush_right)
+        ).rstrip()
 
-    return "\n".join([line(header), "  ".join("-" * w for w in widths),
-                      *(line(r) for r in body)])
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in body)])

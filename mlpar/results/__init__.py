@@ -15,8 +15,18 @@ from ._follow import JournalFollower, Progress, duration
 from ._journal import IDENTITY_FIELDS, JOURNAL_VERSION, Journal, read_journal
 from ._rows import STATUSES, TrialRow
 
-__all__ = ["TrialRow", "SweepResult", "Journal", "read_journal", "STATUSES",
-           "IDENTITY_FIELDS", "JOURNAL_VERSION", "JournalFollower", "Progress", "duration"]
+__all__ = [
+    "TrialRow",
+    "SweepResult",
+    "Journal",
+    "read_journal",
+    "STATUSES",
+    "IDENTITY_FIELDS",
+    "JOURNAL_VERSION",
+    "JournalFollower",
+    "Progress",
+    "duration",
+]
 
 
 def _as_float(value):
@@ -140,10 +150,14 @@ class SweepResult:
             groups.setdefault(canonical_json(row.params), []).append(row)
         groups = list(groups.values())
         param_names = sorted({name for g in groups for name in g[0].params})
-        metric_names = list(dict.fromkeys(
-            name for row in self.rows for name, value in row.metrics.items()
-            if isinstance(value, numbers.Real) and not isinstance(value, bool)
-        ))
+        metric_names = list(
+            dict.fromkeys(
+                name
+                for row in self.rows
+                for name, value in row.metrics.items()
+                if isinstance(value, numbers.Real) and not isinstance(value, bool)
+            )
+        )
         modes = self._modes(mode, metric_names)
         error_score = self.info.get("error_score", math.nan)
         error_score = _as_float(error_score)
@@ -207,7 +221,9 @@ class SweepResult:
         means = summary[f"mean_{metric}"]
         candidates = [i for i, m in enumerate(means) if not math.isnan(m)]
         if not candidates:
-            raise ValueError(f"no configuration has a finite mean {metric!r}: every one has a failed trial")
+            raise ValueError(
+                f"no configuration has a finite mean {metric!r}: every one has a failed trial"
+            )
         i = min(candidates, key=lambda j: summary[f"rank_{metric}"][j])
         return {column: values[i] for column, values in summary.items()}
 
@@ -263,9 +279,8 @@ class SweepResult:
         writer = csv.DictWriter(buffer, fieldnames=columns)
         writer.writeheader()
         for flat in table:
-            writer.writerow({
-                k: json.dumps(v) if isinstance(v, (list, dict)) else v
-                for k, v in flat.items()
-            })
+            writer.writerow(
+                {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in flat.items()}
+            )
         atomic_write(path, buffer.getvalue(), newline="")
         return path

@@ -21,8 +21,11 @@ def duration(seconds):
     if seconds < 60:
         return f"{seconds} s"
     minutes, seconds = divmod(seconds, 60)
-    return f"{minutes} min {seconds:02d} s" if minutes < 60 else \
-        f"{minutes // 60} h {minutes % 60:02d} min"
+    return (
+        f"{minutes} min {seconds:02d} s"
+        if minutes < 60
+        else f"{minutes // 60} h {minutes % 60:02d} min"
+    )
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,9 @@ class JournalFollower:
         self._t0 = time.monotonic()
         self._poll()  # rows already there (a resumed run) are not new
         self._initial = self._done
-        self._thread = threading.Thread(target=self._loop, name="mlpar-journal-follower",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name="mlpar-journal-follower", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -131,7 +135,8 @@ class JournalFollower:
             progress = self.progress()
             final = progress.done >= progress.total
             if progress.done != self._reported and (
-                    final or time.monotonic() - self._reported_at >= self.min_gap):
+                final or time.monotonic() - self._reported_at >= self.min_gap
+            ):
                 self._report(progress)
 
     def _poll(self):

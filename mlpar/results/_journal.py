@@ -71,8 +71,7 @@ def strict_json(record):
 def _decoded(record):
     """A record as read: metrics and params of a trial, or a header's settings, decoded."""
     if record.get("type") == "trial":
-        return {**record, **{k: _decode(record[k]) for k in ("metrics", "params")
-                             if k in record}}
+        return {**record, **{k: _decode(record[k]) for k in ("metrics", "params") if k in record}}
     return {k: _decode(v) for k, v in record.items()}
 
 
@@ -137,7 +136,11 @@ def _read(path):
     for record in records[1:]:
         if record.get("type") == "trial":
             if record.get("key") in by_key:
-                warnings.warn(f"{path}: trial {record['key']} appears twice; keeping the later row", RuntimeWarning, stacklevel=3)
+                warnings.warn(
+                    f"{path}: trial {record['key']} appears twice; keeping the later row",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
             by_key[record["key"]] = TrialRow.from_dict(record)
     return header, list(by_key.values()), good, records
 
@@ -208,7 +211,9 @@ class Journal:
             return cls(path, file), rows
         path.parent.mkdir(parents=True, exist_ok=True)
         journal = cls(path, open(path, "wb"))
-        journal._write({"type": "header", "version": JOURNAL_VERSION, "created_at": _now_iso(), **header})
+        journal._write(
+            {"type": "header", "version": JOURNAL_VERSION, "created_at": _now_iso(), **header}
+        )
         return journal, []
 
     def _write(self, record):

@@ -79,4 +79,3 @@ class TrialRow:
         """Build a row from :meth:`to_dict` output, ignoring unknown keys."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
-

@@ -25,8 +25,12 @@ def _names():
     from mlpar.data import DATASETS
     from mlpar.nn import ACTIVATIONS, SOLVERS
 
-    return {"datasets": ", ".join(DATASETS), "activations": ", ".join(ACTIVATIONS),
-            "solvers": ", ".join(SOLVERS), "backends": ", ".join(available_backends())}
+    return {
+        "datasets": ", ".join(DATASETS),
+        "activations": ", ".join(ACTIVATIONS),
+        "solvers": ", ".join(SOLVERS),
+        "backends": ", ".join(available_backends()),
+    }
 
 
 def expected_lines(path, template_lines):
@@ -46,7 +50,7 @@ def corpus_expectations(path):
     for raw in path.read_bytes().split(b"\n"):
         if not raw.startswith(PREFIX):
             break
-        templates.append(raw[len(PREFIX):].decode("utf-8"))
+        templates.append(raw[len(PREFIX) :].decode("utf-8"))
     return expected_lines(path, templates)
 
 
@@ -56,11 +60,18 @@ def _table_cases(tmp_path):
     empty = tmp_path / "zero_bytes.yaml"
     empty.write_bytes(b"")
     return {
-        "a_directory": (CORPUS / "a_directory.yaml",
-                        ["{file}: is a directory, expected a YAML file"]),
+        "a_directory": (
+            CORPUS / "a_directory.yaml",
+            ["{file}: is a directory, expected a YAML file"],
+        ),
         "missing_file": (CORPUS / "no_such_config.yaml", ["{file}: no such file"]),
-        "zero_bytes": (empty, ["{file}: file is empty; expected a mapping with keys name, data, "
-                               "model, train, sweep, execution, compare, output"]),
+        "zero_bytes": (
+            empty,
+            [
+                "{file}: file is empty; expected a mapping with keys name, data, "
+                "model, train, sweep, execution, compare, output"
+            ],
+        ),
     }
 
 

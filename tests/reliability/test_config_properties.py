@@ -22,33 +22,63 @@ from mlpar.config import (
 )
 
 CONFIGS = Path(__file__).resolve().parent.parent.parent / "configs"
-BASES = {p.stem: yaml.safe_load(p.read_text(encoding="utf-8"))
-         for p in sorted(CONFIGS.glob("*.yaml"))}
+BASES = {
+    p.stem: yaml.safe_load(p.read_text(encoding="utf-8")) for p in sorted(CONFIGS.glob("*.yaml"))
+}
 SECTION_KEYS = {
-    "data": ["dataset", "n_samples", "n_features", "n_classes", "noise", "val_fraction",
-             "test_fraction"],
+    "data": [
+        "dataset",
+        "n_samples",
+        "n_features",
+        "n_classes",
+        "noise",
+        "val_fraction",
+        "test_fraction",
+    ],
     "model": ["hidden", "activation", "alpha", "dtype"],
-    "train": ["epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "beta1",
-              "beta2", "epsilon", "early_stopping", "patience", "tol"],
+    "train": [
+        "epochs",
+        "batch_size",
+        "optimizer",
+        "lr",
+        "momentum",
+        "nesterov",
+        "beta1",
+        "beta2",
+        "epsilon",
+        "early_stopping",
+        "patience",
+        "tol",
+    ],
     "sweep": ["params", "n_iter", "seeds", "random_state"],
     "execution": ["backend", "n_jobs", "blas_threads", "timeout", "retries", "address"],
     "compare": ["backends", "n_jobs", "repeats"],
     "output": ["folder"],
 }
-KNOWN_KEYS = ["name", *SECTION_KEYS, *TRIAL_PARAM_NAMES, "loguniform", "uniform", "randint",
-              "choice", *sorted({k for keys in SECTION_KEYS.values() for k in keys})]
-PROPERTY = settings(max_examples=200, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+KNOWN_KEYS = [
+    "name",
+    *SECTION_KEYS,
+    *TRIAL_PARAM_NAMES,
+    "loguniform",
+    "uniform",
+    "randint",
+    "choice",
+    *sorted({k for keys in SECTION_KEYS.values() for k in keys}),
+]
+PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-scalars = (st.none() | st.booleans() | st.integers(-10**13, 10**13)
-           | st.floats(allow_nan=True, allow_infinity=True)
-           | st.text(max_size=12) | st.sampled_from(["digits", "relu", "adam", "serial",
-                                                     "1e-3", "float32", "moons"]))
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**13), 10**13)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12)
+    | st.sampled_from(["digits", "relu", "adam", "serial", "1e-3", "float32", "moons"])
+)
 keys = st.sampled_from(KNOWN_KEYS) | st.text(max_size=8) | st.integers(-3, 3) | st.booleans()
 yamlish = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(keys, children,
-                                                                      max_size=4),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(keys, children, max_size=4),
     max_leaves=20,
 )
 
@@ -58,8 +88,7 @@ def valid_or_config_error(build):
     try:
         cfg = build()
     except ConfigError as err:
-        assert err.errors and all(isinstance(e, str) and e and "\n" not in e
-                                  for e in err.errors)
+        assert err.errors and all(isinstance(e, str) and e and "\n" not in e for e in err.errors)
         return None
     assert isinstance(cfg, ExperimentConfig)
     return cfg
@@ -72,10 +101,10 @@ def every_trial_resolves(cfg, *, limit=40):
         with warnings.catch_warnings():
             # Lists and choices only: scikit-learn warns when n_iter exceeds the
             # grid and samples the whole grid, which is what the sweep wants.
-            warnings.filterwarnings("ignore", "The total space of parameters",
-                                    UserWarning)
-            trials = list(ParameterSampler(space, n_iter=min(cfg.sweep.n_iter, limit),
-                                           random_state=0))
+            warnings.filterwarnings("ignore", "The total space of parameters", UserWarning)
+            trials = list(
+                ParameterSampler(space, n_iter=min(cfg.sweep.n_iter, limit), random_state=0)
+            )
     else:
         grid = ParameterGrid(space)
         trials = [grid[i] for i in range(min(len(grid), limit))]
@@ -122,10 +151,33 @@ def mutated_configs(draw):
             node[draw(st.sampled_from(existing))] = draw(yamlish)
         elif existing:
             # Values of the right kind for some key: finds cross-field problems.
-            node[draw(st.sampled_from(existing))] = draw(st.sampled_from(
-                [0, 1, -1, 2, 0.5, 0.99, 1e-3, 2048, None, True, [], {}, [8, 8], "moons",
-                 "classification", "dask", {"randint": [1, 4]}, {"uniform": [0.1, 0.2]},
-                 {"loguniform": [1e-4, 1e-2]}, {"choice": [1, 2]}, [0.3, 0.9]]))
+            node[draw(st.sampled_from(existing))] = draw(
+                st.sampled_from(
+                    [
+                        0,
+                        1,
+                        -1,
+                        2,
+                        0.5,
+                        0.99,
+                        1e-3,
+                        2048,
+                        None,
+                        True,
+                        [],
+                        {},
+                        [8, 8],
+                        "moons",
+                        "classification",
+                        "dask",
+                        {"randint": [1, 4]},
+                        {"uniform": [0.1, 0.2]},
+                        {"loguniform": [1e-4, 1e-2]},
+                        {"choice": [1, 2]},
+                        [0.3, 0.9],
+                    ]
+                )
+            )
     return raw
 
 
@@ -141,8 +193,11 @@ def test_mutated_configs_give_a_config_or_a_config_error(raw):
 
 yaml_text = st.text(alphabet=string.printable + "\u00e9\u0430", max_size=200) | st.builds(
     lambda raw, junk: yaml.safe_dump(raw, sort_keys=False) + junk,
-    mutated_configs(), st.sampled_from(["", "\t", "\n\t- x", ": :", "\n---\nname: y\n",
-                                        "\n!!python/none x: 1\n", "\0"]))
+    mutated_configs(),
+    st.sampled_from(
+        ["", "\t", "\n\t- x", ": :", "\n---\nname: y\n", "\n!!python/none x: 1\n", "\0"]
+    ),
+)
 
 
 @PROPERTY
@@ -162,24 +217,48 @@ def test_any_file_bytes_give_a_config_or_a_config_error(tmp_path_factory, data):
 
 
 @PROPERTY
-@given(st.lists(st.text(max_size=30) | st.builds(
-    "{}={}".format, st.sampled_from(["train.lr", "model.hidden", "sweep.params.lr",
-                                     "sweep.params.units", "data", "name", "execution.n_jobs",
-                                     "sweep.n_iter"]),
-    st.text(max_size=20)), max_size=4))
+@given(
+    st.lists(
+        st.text(max_size=30)
+        | st.builds(
+            "{}={}".format,
+            st.sampled_from(
+                [
+                    "train.lr",
+                    "model.hidden",
+                    "sweep.params.lr",
+                    "sweep.params.units",
+                    "data",
+                    "name",
+                    "execution.n_jobs",
+                    "sweep.n_iter",
+                ]
+            ),
+            st.text(max_size=20),
+        ),
+        max_size=4,
+    )
+)
 def test_any_overrides_give_a_config_or_a_config_error(overrides):
     valid_or_config_error(lambda: load_config(CONFIGS / "quickstart.yaml", overrides))
 
 
 # Values each trial parameter accepts, to build random valid sweeps.
 GOOD = {
-    "lr": st.floats(1e-5, 1.0), "alpha": st.floats(0, 1e-2), "batch_size": st.integers(1, 512),
-    "epochs": st.integers(1, 50), "units": st.integers(1, 512), "layers": st.integers(1, 4),
+    "lr": st.floats(1e-5, 1.0),
+    "alpha": st.floats(0, 1e-2),
+    "batch_size": st.integers(1, 512),
+    "epochs": st.integers(1, 50),
+    "units": st.integers(1, 512),
+    "layers": st.integers(1, 4),
     "activation": st.sampled_from(["relu", "tanh", "logistic", "identity"]),
-    "optimizer": st.sampled_from(["adam", "sgd"]), "dtype": st.sampled_from(["float32",
-                                                                             "float64"]),
-    "momentum": st.floats(0, 1), "beta1": st.floats(0, 0.999), "nesterov": st.booleans(),
-    "val_fraction": st.floats(0.05, 0.45), "test_fraction": st.floats(0.05, 0.45),
+    "optimizer": st.sampled_from(["adam", "sgd"]),
+    "dtype": st.sampled_from(["float32", "float64"]),
+    "momentum": st.floats(0, 1),
+    "beta1": st.floats(0, 0.999),
+    "nesterov": st.booleans(),
+    "val_fraction": st.floats(0.05, 0.45),
+    "test_fraction": st.floats(0.05, 0.45),
 }
 INTS = {"batch_size", "epochs", "units", "layers"}
 NUMERIC = {"lr", "alpha", "momentum", "beta1", "val_fraction", "test_fraction"} | INTS
@@ -205,13 +284,15 @@ def sweep_values(draw, name):
 def valid_sweeps(draw):
     grids = []
     for _ in range(draw(st.integers(1, 2))):
-        names = draw(st.lists(st.sampled_from(sorted(GOOD)), min_size=1, max_size=4,
-                              unique=True))
+        names = draw(st.lists(st.sampled_from(sorted(GOOD)), min_size=1, max_size=4, unique=True))
         grids.append({name: draw(sweep_values(name)) for name in names})
     random = any(isinstance(v, dict) for g in grids for v in g.values())
-    return {"params": grids if len(grids) > 1 else grids[0],
-            "n_iter": draw(st.integers(1, 20)) if random else None,
-            "seeds": draw(st.integers(1, 3)), "random_state": draw(st.integers(0, 2**32 - 1))}
+    return {
+        "params": grids if len(grids) > 1 else grids[0],
+        "n_iter": draw(st.integers(1, 20)) if random else None,
+        "seeds": draw(st.integers(1, 3)),
+        "random_state": draw(st.integers(0, 2**32 - 1)),
+    }
 
 
 @PROPERTY

@@ -99,7 +99,9 @@ def test_exception_is_a_failed_row(request, backend):
 
 @pytest.mark.parametrize("backend", ALL)
 def test_nan_inf_or_diverged_flag_is_a_diverged_row(request, backend):
-    result = run(request, backend, ["nan", "inf", "flag", "ok"], n_jobs=None if backend == "serial" else 1)
+    result = run(
+        request, backend, ["nan", "inf", "flag", "ok"], n_jobs=None if backend == "serial" else 1
+    )
     assert statuses(result) == ["diverged", "diverged", "diverged", "ok"]
     assert result[0].error_message == "metric 'loss' is nan"
     assert result[0].metrics["epochs"] == 3  # metrics are kept
@@ -151,7 +153,9 @@ def test_a_dying_worker_costs_only_its_trial(request, backend, kind, processes_s
 def test_retries_rerun_a_flaky_trial(request, tmp_path, backend):
     kwargs = {"address": request.getfixturevalue("dask_address")} if backend == "dask" else {}
     flaky = {"kind": ["raise"], "once": [str(tmp_path / "failed-once")]}
-    result = sweep(faulty, [flaky, {"kind": ["ok"]}], backend=backend, retries=1, progress=False, **kwargs)
+    result = sweep(
+        faulty, [flaky, {"kind": ["ok"]}], backend=backend, retries=1, progress=False, **kwargs
+    )
     assert statuses(result) == ["ok", "ok"]
     assert [r.attempts for r in result] == [2, 1]
 
@@ -162,8 +166,15 @@ def test_retries_rerun_crashed_and_killed_trials(tmp_path):
         {"kind": [kind], "once": [str(tmp_path / f"{kind}-once")]}
         for kind in ("exit", "segfault", "hang")
     ]
-    result = sweep(faulty, space + [{"kind": ["ok"]}], backend="processes", n_jobs=2,
-                   retries=1, timeout=0.5, progress=False)
+    result = sweep(
+        faulty,
+        space + [{"kind": ["ok"]}],
+        backend="processes",
+        n_jobs=2,
+        retries=1,
+        timeout=0.5,
+        progress=False,
+    )
     assert statuses(result) == ["ok", "ok", "ok", "ok"]
     assert [r.attempts for r in result] == [2, 2, 2, 1]
 
@@ -199,7 +210,9 @@ def test_ctrl_c_stops_the_workers_and_resume_finishes(tmp_path):
     time.sleep(0.2)
     assert not any(_alive(r["pid"]) for r in rows)  # workers were stopped
 
-    result = sweep(faulty, space, backend="processes", n_jobs=2, journal=journal, resume=True, progress=False)
+    result = sweep(
+        faulty, space, backend="processes", n_jobs=2, journal=journal, resume=True, progress=False
+    )
     assert statuses(result) == ["ok"] * 12
     keys = [json.loads(line)["key"] for line in journal.read_text().splitlines()[1:]]
     assert sorted(keys) == sorted(r.key for r in result)
@@ -249,13 +262,18 @@ class LoadsOnlyHere:
 
 
 def test_fn_that_cannot_load_in_workers_stops_the_sweep_with_the_reason():
-    with pytest.raises(RuntimeError, match="a worker process could not load fn(.|\n)*simulated: fn's module is missing"):
+    with pytest.raises(
+        RuntimeError,
+        match="a worker process could not load fn(.|\n)*simulated: fn's module is missing",
+    ):
         sweep(LoadsOnlyHere("raise"), {"x": [1, 2]}, backend="processes", n_jobs=1)
 
 
 @POSIX
 def test_workers_dying_on_start_up_stop_the_sweep():
-    with pytest.raises(RuntimeError, match="5 worker processes in a row died before running a trial"):
+    with pytest.raises(
+        RuntimeError, match="5 worker processes in a row died before running a trial"
+    ):
         sweep(LoadsOnlyHere("die"), {"x": [1, 2]}, backend="processes", n_jobs=1)
 
 
@@ -333,8 +351,12 @@ sweep(hang, {"x": [1, 2]}, backend=sys.argv[1], n_jobs=2, progress=False)
 def test_workers_exit_when_the_sweeps_process_is_killed(tmp_path, backend):
     script = tmp_path / "orphans.py"
     script.write_text(ORPHAN_SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script), backend], stdout=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), backend],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         pids = [int(proc.stdout.readline()) for _ in range(2)]
     finally:

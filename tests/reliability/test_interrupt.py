@@ -45,8 +45,9 @@ def _trials(journal):
 
 def _write_config(tmp_path, backend, n_jobs, epochs=12):
     path = tmp_path / f"{backend}.yaml"
-    path.write_text(CONFIG.format(backend=backend, n_jobs=n_jobs, epochs=epochs,
-                                  out=tmp_path / "runs"))
+    path.write_text(
+        CONFIG.format(backend=backend, n_jobs=n_jobs, epochs=epochs, out=tmp_path / "runs")
+    )
     return path
 
 
@@ -54,9 +55,14 @@ def _start(config, run_dir):
     # The installed console script, as a user runs it; stdin closed like CI.
     exe = Path(sys.executable).with_name("mlpar")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "mlpar"]
-    return subprocess.Popen([*cmd, "run", str(config), "--run-dir", str(run_dir),
-                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [*cmd, "run", str(config), "--run-dir", str(run_dir), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _wait_for_trials(journal, n, proc, timeout=120):
@@ -88,8 +94,13 @@ def _comparable(metrics):
 def _resume_and_check(run_dir, reference):
     exe = Path(sys.executable).with_name("mlpar")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "mlpar"]
-    proc = subprocess.run([*cmd, "resume", str(run_dir), "--no-progress"], capture_output=True,
-                          text=True, timeout=300, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [*cmd, "resume", str(run_dir), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.returncode == 0, proc.stderr
     rows = _trials(run_dir / "results.jsonl")
     keys = [r["key"] for r in rows]

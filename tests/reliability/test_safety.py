@@ -19,8 +19,10 @@ UNSAFE = [
     (r"pickle\.load\(|joblib\.load\(", "nothing unpickles a file"),
     (r"allow_pickle\s*=\s*True", "np.load must not unpickle"),
     (r"\beval\(|\bexec\(", "configs are never evaluated"),
-    (r"np\.random\.(seed|rand|randn|randint|shuffle|permutation|choice)\(",
-     "no global NumPy RNG: np.random.default_rng(seed)"),
+    (
+        r"np\.random\.(seed|rand|randn|randint|shuffle|permutation|choice)\(",
+        "no global NumPy RNG: np.random.default_rng(seed)",
+    ),
 ]
 
 
@@ -48,8 +50,11 @@ def test_pickle_only_crosses_worker_pipes():
     # The processes backend sends trials to its own workers through pipes, and
     # the processes lesson measures what that costs: the only places pickle
     # may appear, and only on bytes mlpar made in memory, never on files.
-    users = [p.relative_to(PACKAGE).as_posix() for p in _sources()
-             if re.search(r"^\s*(import pickle|from pickle)", p.read_text(), re.M)]
+    users = [
+        p.relative_to(PACKAGE).as_posix()
+        for p in _sources()
+        if re.search(r"^\s*(import pickle|from pickle)", p.read_text(), re.M)
+    ]
     assert set(users) <= {"backends/_process.py", "lessons/_processes.py"}, users
 
 
@@ -68,8 +73,13 @@ def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch
 
 
 def test_a_diverging_real_training_is_a_diverged_row():
-    space = {"lr": [1e-3, 1e6], "dataset": ["diabetes"], "hidden": [[16]], "epochs": [5],
-             "optimizer": ["sgd"]}
+    space = {
+        "lr": [1e-3, 1e6],
+        "dataset": ["diabetes"],
+        "hidden": [[16]],
+        "epochs": [5],
+        "optimizer": ["sgd"],
+    }
     rows = {r.params["lr"]: r for r in sweep(train_mlp, space, progress=False)}
     assert rows[1e-3].status == "ok"
     bad = rows[1e6]
@@ -78,13 +88,16 @@ def test_a_diverging_real_training_is_a_diverged_row():
     assert math.isnan(bad.metrics["val_score"])
 
 
-@pytest.mark.parametrize("params, error, message", [
-    ({"lr": -1.0}, ValueError, "trial parameter lr must be"),
-    ({"batch_size": 0}, ValueError, "trial parameter batch_size must be"),
-    ({"lrr": 0.1}, ValueError, "unknown trial parameter 'lrr'; did you mean 'lr'?"),
-    ({"dataset": "mnist"}, ValueError, "mnist"),
-    ({"hidden": "wide"}, TypeError, "trial parameter hidden"),
-])
+@pytest.mark.parametrize(
+    "params, error, message",
+    [
+        ({"lr": -1.0}, ValueError, "trial parameter lr must be"),
+        ({"batch_size": 0}, ValueError, "trial parameter batch_size must be"),
+        ({"lrr": 0.1}, ValueError, "unknown trial parameter 'lrr'; did you mean 'lr'?"),
+        ({"dataset": "mnist"}, ValueError, "mnist"),
+        ({"hidden": "wide"}, TypeError, "trial parameter hidden"),
+    ],
+)
 def test_bad_trial_parameters_fail_clearly_and_become_rows(params, error, message):
     with pytest.raises(error, match=re.escape(message)):
         train_mlp(params, 0)
@@ -96,13 +109,16 @@ def test_bad_trial_parameters_fail_clearly_and_become_rows(params, error, messag
     assert failed.error_type == error.__name__ and message in failed.error_message
 
 
-@pytest.mark.parametrize("X, y, message", [
-    (np.array([[1.0, np.nan], [0.0, 1.0]]), [0, 1], "NaN"),
-    (np.array([[1.0, np.inf], [0.0, 1.0]]), [0, 1], "infinity"),
-    (np.ones((3, 2)), [0, 1], "inconsistent numbers of samples"),
-    (np.ones(4), [0, 1, 0, 1], "Expected 2D array"),
-    (np.ones((0, 2)), [], "0 sample"),
-])
+@pytest.mark.parametrize(
+    "X, y, message",
+    [
+        (np.array([[1.0, np.nan], [0.0, 1.0]]), [0, 1], "NaN"),
+        (np.array([[1.0, np.inf], [0.0, 1.0]]), [0, 1], "infinity"),
+        (np.ones((3, 2)), [0, 1], "inconsistent numbers of samples"),
+        (np.ones(4), [0, 1, 0, 1], "Expected 2D array"),
+        (np.ones((0, 2)), [], "0 sample"),
+    ],
+)
 def test_bad_arrays_get_scikit_learn_errors(X, y, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         MLPClassifier(max_iter=1).fit(X, y)
