@@ -9,6 +9,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
+from .backends import prestart
 from .config import load_config
 from .runs import (
     CONFIG_FILE,
@@ -224,6 +225,8 @@ def run_experiment(config, *, run_dir=None, progress=None, argv=None, on_start=N
     """
     check_experiment(config, run_dir=run_dir, connect=False)
     ex = config.execution
+    # The processes backend's fork server boots while this process prepares the run.
+    prestart(ex.backend, n_jobs=ex.n_jobs, blas_threads=ex.blas_threads)
     # Connected before the folder exists: an unreachable scheduler leaves nothing.
     with (
         _scheduler(ex.backend, ex.address, ex.connect_timeout) as address,
@@ -247,6 +250,8 @@ def resume_run(run_dir, *, progress=None):
     """
     run_dir = check_run_dir(run_dir)
     config = load_config(Path(run_dir) / CONFIG_FILE)
+    ex = config.execution
+    prestart(ex.backend, n_jobs=ex.n_jobs, blas_threads=ex.blas_threads)
     result = sweep_config(config, journal=run_dir / JOURNAL_FILE, resume=True, progress=progress)
     _write_summary(result, run_dir / SUMMARY_FILE)
     return config, result

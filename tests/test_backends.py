@@ -328,3 +328,33 @@ def test_dask_own_cluster_is_loopback_only_and_closed(request):
         assert (
             not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
         )
+
+
+PRESTART = """
+import json
+from mlpar import sweep
+from mlpar.backends import _forkserver, prestart
+
+def trial(params, seed):
+    return {"x": 1.0}
+
+prestart("processes", n_jobs=2, blas_threads=1)
+started = len(_forkserver._SERVERS._servers)
+result = sweep(trial, {"a": [1, 2, 3]}, backend="processes", n_jobs=2, blas_threads=1,
+               progress=False)
+print(json.dumps({"started": started, "servers": len(_forkserver._SERVERS._servers),
+                  "status": [r.status for r in result]}))
+"""
+
+
+@pytest.mark.skipif(ProcessBackend._launcher != "forkserver", reason="fork servers only")
+def test_prestart_boots_the_server_the_sweep_then_uses():
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", PRESTART], capture_output=True, text=True, timeout=120, check=True
+    )
+    doc = json.loads(out.stdout.strip().splitlines()[-1])
+    assert doc == {"started": 1, "servers": 1, "status": ["ok"] * 3}

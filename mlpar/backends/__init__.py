@@ -21,6 +21,7 @@ __all__ = [
     "make_backend",
     "check_picklable",
     "effective_n_jobs",
+    "prestart",
 ]
 
 
@@ -145,3 +146,27 @@ def make_backend(name, *, n_jobs=None, address=None):
         )
     backend._registered_name = name
     return backend
+
+
+def prestart(name, *, n_jobs=None, blas_threads=None):
+    """Start, in the background, what backend ``name``'s first trial will wait for.
+
+    A sweep about to run on ``processes`` calls this as early as it can: the
+    fork server then imports NumPy and the engine while this process goes on
+    preparing the run. ``blas_threads`` None means the sweep's default,
+    ``cores // n_jobs``. Unknown names and backends with nothing to start are
+    ignored: the sweep itself reports any error.
+    """
+    # Imported first, whatever blas_threads: importing joblib sets KMP_INIT_AT_FORK
+    # in os.environ, which is part of the environment a fork server is kept for,
+    # and the sweep imports joblib before it starts its workers.
+    import joblib
+
+    try:
+        backend = make_backend(name, n_jobs=n_jobs)
+    except (ValueError, TypeError, ImportError):
+        return
+    if blas_threads is None:
+        # n_jobs is None until open() for backends that ask a cluster.
+        blas_threads = max(1, joblib.cpu_count() // (backend.n_jobs or 1))
+    backend.prestart(blas_threads=int(blas_threads))

@@ -109,6 +109,14 @@ class Backend(ABC):
     #: n_jobs when the user passes None.
     default_n_jobs = -1
 
+    def prestart(self, *, blas_threads):
+        """Begin, in the background, what the first trial will wait for (default: nothing).
+
+        The processes backend starts its fork server here, so that the
+        server's imports overlap the rest of the sweep's preparation.
+        """
+        return None
+
     def __init__(self, *, n_jobs=None, address=None):
         if address is not None:
             raise ValueError(

@@ -59,7 +59,7 @@ from contextlib import suppress
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for
 
-__all__ = ["spawn", "ServerProcess"]
+__all__ = ["spawn", "prestart", "ServerProcess"]
 
 # Environment variables left out of a server's identity: pytest changes this
 # one for every test, and no library reads it at import time.
@@ -397,6 +397,16 @@ class _Servers:
             "check that 'import mlpar' works in a fresh Python process, or use backend='forked'"
         )
 
+    def prestart(self, env, preload):
+        """Start the server for ``env`` now, without waiting for it (its imports overlap ours)."""
+        with self._lock:
+            self._own()
+            identity = sorted(i for i in env.items() if i[0] not in _VOLATILE_ENV)
+            key = (sys.executable, tuple(identity))
+            if key not in self._servers:
+                wanted = [name for name in preload if name not in self._unsafe]
+                self._server(key, env, wanted, wanted)
+
     def _server(self, key, env, preload, modules):
         """The live, up-to-date server for ``key``, started with ``preload`` if need be."""
         server = self._servers.get(key)
@@ -435,3 +445,4 @@ class _Servers:
 
 _SERVERS = _Servers()
 spawn = _SERVERS.spawn
+prestart = _SERVERS.prestart

@@ -226,6 +226,11 @@ class ProcessBackend(Backend):
     #: docstring). Private: benchmarks compare launchers through subclasses.
     _launcher = _DEFAULT_LAUNCHER
 
+    def prestart(self, *, blas_threads):
+        if self._launcher == "forkserver":
+            env = {name: str(blas_threads) for name in _THREAD_ENV_VARS}
+            _forkserver.prestart({**os.environ, **env}, _PRELOAD)
+
     def start(self, runner, *, blas_threads):
         self._payload = cloudpickle_module().dumps(runner)
         self._timeout = runner.timeout
