@@ -115,24 +115,13 @@ class TrialRunner:
         if isinstance(trial, StackTask):
             return self._run_stack(trial)
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        thread = threading.current_thread()
-        started_at = time.time()
-        t0, c0 = time.perf_counter(), time.thread_time()
-        metrics, error, tb, seen = {}, None, None, None
-        with ExitStack() as stack:
-            stack.enter_context(_deadline_scope(deadline))
-            if self.limit_threads and self.blas_threads is not None:
-                stack.enter_context(_threadpools(len(sys.modules)).limit(limits=self.blas_threads))
-            try:
-                # A deep copy: fn may mutate its params (even a nested list)
-                # without changing the row or the next repeat, which shares them.
-                metrics = _clean_metrics(self.fn(copy.deepcopy(trial.params), trial.seed))
-            except (Exception, SystemExit) as exc:
-                # SystemExit too: a trial calling sys.exit() must not end the sweep.
-                error, tb = exc, traceback.format_exc()
-            seen = _blas_threads_seen()
-        wall_time = time.perf_counter() - t0
-        cpu_time = time.thread_time() - c0
+        # A deep copy: fn may mutate its params (even a nested list) without
+        # changing the row or the next repeat, which shares them.
+        metrics, error, tb, fields = self._measured(
+            deadline, lambda: _clean_metrics(self.fn(copy.deepcopy(trial.params), trial.seed))
+        )
+        metrics = {} if metrics is None else metrics
+        wall_time = fields["wall_time"]
         late = deadline is not None and time.monotonic() > deadline
 
         error_type = message = None
@@ -154,14 +143,7 @@ class TrialRunner:
             error_type=error_type,
             error_message=message,
             traceback=tb,
-            wall_time=wall_time,
-            cpu_time=cpu_time,
-            started_at=started_at,
-            ended_at=started_at + wall_time,
-            pid=os.getpid(),
-            thread_name=thread.name,
-            thread_id=threading.get_native_id(),
-            blas_threads_seen=seen,
+            **fields,
         )
         if self.keep_exception:
             outcome["exception"] = error
@@ -177,37 +159,18 @@ class TrialRunner:
         run_stack = self.fn.run_stack
         timeout = None if self.timeout is None else self.timeout * task.timeout_scale
         deadline = None if timeout is None else time.monotonic() + timeout
-        thread = threading.current_thread()
-        started_at = time.time()
-        t0, c0 = time.perf_counter(), time.thread_time()
-        results, error, tb = None, None, None
-        with ExitStack() as stack:
-            stack.enter_context(_deadline_scope(deadline))
-            if self.limit_threads and self.blas_threads is not None:
-                stack.enter_context(_threadpools(len(sys.modules)).limit(limits=self.blas_threads))
-            try:
-                results = run_stack([(copy.deepcopy(t.params), t.seed) for t in task.trials])
-                if not isinstance(results, (list, tuple)) or len(results) != len(task.trials):
-                    raise TypeError(
-                        f"fn.run_stack must return one metrics dict per trial "
-                        f"({len(task.trials)}), got {type(results).__name__}"
-                    )
-                results = [_clean_metrics(r) for r in results]
-            except (Exception, SystemExit) as exc:
-                error, tb = exc, traceback.format_exc()
-            seen = _blas_threads_seen()
-        wall_time = time.perf_counter() - t0
-        cpu_time = time.thread_time() - c0
-        common = dict(
-            wall_time=wall_time,
-            cpu_time=cpu_time,
-            started_at=started_at,
-            ended_at=started_at + wall_time,
-            pid=os.getpid(),
-            thread_name=thread.name,
-            thread_id=threading.get_native_id(),
-            blas_threads_seen=seen,
-        )
+
+        def call():
+            results = run_stack([(copy.deepcopy(t.params), t.seed) for t in task.trials])
+            if not isinstance(results, (list, tuple)) or len(results) != len(task.trials):
+                raise TypeError(
+                    f"fn.run_stack must return one metrics dict per trial "
+                    f"({len(task.trials)}), got {type(results).__name__}"
+                )
+            return [_clean_metrics(r) for r in results]
+
+        results, error, tb, common = self._measured(deadline, call)
+        wall_time, cpu_time = common["wall_time"], common["cpu_time"]
         late = deadline is not None and time.monotonic() > deadline
         if error is not None or late:
             return make_outcome(
@@ -231,6 +194,38 @@ class TrialRunner:
                 )
             )
         return outcomes
+
+    def _measured(self, deadline, call):
+        """``call()`` under the trial's deadline and thread limit: (value, error, tb, fields).
+
+        ``fields`` are the outcome's measurements: wall and CPU time, when, and where.
+        """
+        thread = threading.current_thread()
+        started_at = time.time()
+        t0, c0 = time.perf_counter(), time.thread_time()
+        value, error, tb = None, None, None
+        with ExitStack() as stack:
+            stack.enter_context(_deadline_scope(deadline))
+            if self.limit_threads and self.blas_threads is not None:
+                stack.enter_context(_threadpools(len(sys.modules)).limit(limits=self.blas_threads))
+            try:
+                value = call()
+            except (Exception, SystemExit) as exc:
+                # SystemExit too: a trial calling sys.exit() must not end the sweep.
+                error, tb = exc, traceback.format_exc()
+            seen = _blas_threads_seen()
+        wall_time = time.perf_counter() - t0
+        fields = dict(
+            wall_time=wall_time,
+            cpu_time=time.thread_time() - c0,
+            started_at=started_at,
+            ended_at=started_at + wall_time,
+            pid=os.getpid(),
+            thread_name=thread.name,
+            thread_id=threading.get_native_id(),
+            blas_threads_seen=seen,
+        )
+        return value, error, tb, fields
 
 
 @functools.lru_cache(maxsize=1)
