@@ -209,3 +209,18 @@ def test_a_stack_gets_the_timeout_of_its_trials_together():
         progress=False,
     )
     assert [(r.status, r.stack_size) for r in result] == [("ok", 3)] * 3
+
+
+def test_a_stack_gets_the_timeout_of_its_trials_together_on_dask(dask_address):
+    result = sweep(
+        SlowStack(),
+        {"width": [2], "lr": [0.1, 0.2, 0.3], "bad": [False]},
+        backend="dask",
+        address=dask_address,
+        n_jobs=1,
+        blas_threads=1,
+        timeout=1.0,
+        stack=3,
+        progress=False,
+    )
+    assert [(r.status, r.stack_size) for r in result] == [("ok", 3)] * 3

@@ -42,7 +42,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without dask
 
 from ._base import Backend, drain, effective_n_jobs
 from ._execute import _threadpools
-from ._process import _THREAD_ENV_VARS, _synthetic_outcome, kill_grace
+from ._process import _THREAD_ENV_VARS, _synthetic_outcome, job_timeout, kill_grace
 
 __all__ = ["DaskBackend", "connect"]
 
@@ -295,13 +295,17 @@ class DaskBackend(Backend):
         outcome = _synthetic_outcome("failed", error_type, message, pending, None)
         return pending.job_id, outcome
 
+    def _limit(self, pending):
+        """Seconds a job may run before its worker is killed: timeout (x K for a stack) + grace."""
+        timeout = job_timeout(self._timeout, pending.trial)
+        return timeout + kill_grace(timeout)
+
     def _kill_overdue(self):
         """Kill the workers of trials past timeout + grace; return their outcomes."""
         if self._timeout is None:
             return []
-        limit = self._timeout + kill_grace(self._timeout)
         now = time.monotonic()
-        overdue = [f for f, p in self._pending.items() if now - p.submitted > limit]
+        overdue = [f for f, p in self._pending.items() if now - p.submitted > self._limit(p)]
         if not overdue:
             return []
         processing = self._client.processing()
@@ -314,10 +318,12 @@ class DaskBackend(Backend):
             if workers:
                 running_for = self._client.run(_executing_for, future.key, workers=workers[:1])
                 running_for = running_for.get(workers[0])
+            limit = self._limit(self._pending[future])
             if running_for is None or 0 <= running_for < limit:
                 self._pending[future].submitted = now - (running_for or 0.0)
                 continue
             pending = self._pending.pop(future)
+            timeout = job_timeout(self._timeout, pending.trial)
             self._doomed.add(future)
             self._threads_checked = -math.inf
             # The worker's event loop still answers while its task thread is
@@ -325,8 +331,8 @@ class DaskBackend(Backend):
             # (restart_workers would block the sweep until the restart is done.)
             self._client.run(_exit_worker, workers=workers, wait=False)
             message = (
-                f"trial did not return within its timeout of {self._timeout:g} s "
-                f"(+{kill_grace(self._timeout):g} s grace); Dask worker {workers[0]} "
+                f"trial did not return within its timeout of {timeout:g} s "
+                f"(+{kill_grace(timeout):g} s grace); Dask worker {workers[0]} "
                 "was killed and its nanny starts a fresh one"
             )
             done.append(
@@ -355,9 +361,8 @@ class DaskBackend(Backend):
         while self._pending:
             wake = None
             if self._timeout is not None:
-                limit = self._timeout + kill_grace(self._timeout)
-                first = min(p.submitted for p in self._pending.values())
-                wake = max(0.01, first + limit - time.monotonic())
+                first = min(p.submitted + self._limit(p) for p in self._pending.values())
+                wake = max(0.01, first - time.monotonic())
             finished = drain(self._finished, timeout=wake)
             self._bury(finished)
             done = self._outcomes(finished)

@@ -58,6 +58,11 @@ class StackTask:
     def timeout_scale(self):
         return len(self.trials)
 
+    @property
+    def key(self):
+        """A name for the task (Dask's task keys): the stack's id."""
+        return f"stack-{self.stack_id}"
+
 
 def make_outcome(status, **fields):
     """A trial's outcome: every one of :data:`OUTCOME_FIELDS`, None where not given.
