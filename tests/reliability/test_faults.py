@@ -358,12 +358,20 @@ def test_workers_exit_when_the_sweeps_process_is_killed(tmp_path, backend):
         text=True,
     )
     try:
-        pids = [int(proc.stdout.readline()) for _ in range(2)]
+        # Only the workers' pid lines count: anything else on stdout is skipped.
+        pids = []
+        while len(pids) < 2:
+            line = proc.stdout.readline()
+            if not line:
+                break  # the script ended early: the assertions below say so
+            if line.strip().isdigit():
+                pids.append(int(line))
     finally:
         os.kill(proc.pid, signal.SIGKILL)  # the sweep alone: no clean-up runs
         proc.wait()
     give_up = time.monotonic() + 10
     while any(_alive(pid) for pid in pids) and time.monotonic() < give_up:
         time.sleep(0.05)
+    assert len(pids) == 2, "the workers never reported their pids"
     assert not any(_alive(pid) for pid in pids), "orphaned workers still run"
     proc.stdout.close()
