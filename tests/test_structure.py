@@ -26,14 +26,15 @@ LAYERS = {
     "backends": 2,
     "config": 3,
     "trial": 4,
-    "sweep": 4,
-    "halving": 5,
-    "experiment": 6,
-    "analysis": 7,
-    "report": 8,
-    "lessons": 9,
-    "cli": 10,
-    "__main__": 11,
+    "search": 4,
+    "sweep": 5,
+    "halving": 6,
+    "experiment": 7,
+    "analysis": 8,
+    "report": 9,
+    "lessons": 10,
+    "cli": 11,
+    "__main__": 12,
 }
 MAX_LINES = 450
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..context import _checkpoint_scope
+from ..search import callable_name as _callable_name
 from ..space import canonical_json, expand_space
-from ..sweep import _callable_name
 from ._rungs import config_key
 
 __all__ = ["RungTrial", "rung_checkpoints", "drop_checkpoints"]

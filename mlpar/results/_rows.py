@@ -43,6 +43,11 @@ class TrialRow:
         For a trial trained in a stack (``sweep(stack=)``): the stack's id and
         its number of trials; ``wall_time`` and ``cpu_time`` are then this
         trial's share of the stack's. None when trained alone.
+    rung, resource : int or None, number or None
+        For successive halving and ASHA: the rung the trial ran in (0, 1, ...)
+        and the resource it had there. None for other searches.
+    sampler_trial : int or None
+        For a sampler's search (Optuna): the trial's number in the study.
     """
 
     key: str
@@ -69,6 +74,9 @@ class TrialRow:
     blas_threads_seen: int | None = None
     stack_id: str | None = None
     stack_size: int | None = None
+    rung: int | None = None
+    resource: object = None
+    sampler_trial: int | None = None
 
     def to_dict(self):
         """Return the row as a JSON-ready dict."""
