@@ -297,10 +297,15 @@ def _info(args, argv):
 def _run(args, argv):
     from contextlib import ExitStack
 
+    from .backends import prestart
+
+    config = _load(args)
+    ex = config.execution
+    # Before the imports below: the fork server's imports overlap them.
+    prestart(ex.backend, n_jobs=ex.n_jobs, blas_threads=ex.blas_threads)
     from .experiment import run_experiment
     from .report import format_run_summary
 
-    config = _load(args)
     started = []
     with ExitStack() as follow:
         def on_start(run_dir):

@@ -157,16 +157,18 @@ def prestart(name, *, n_jobs=None, blas_threads=None):
     ``cores // n_jobs``. Unknown names and backends with nothing to start are
     ignored: the sweep itself reports any error.
     """
-    # Imported first, whatever blas_threads: importing joblib sets KMP_INIT_AT_FORK
-    # in os.environ, which is part of the environment a fork server is kept for,
-    # and the sweep imports joblib before it starts its workers.
-    import joblib
-
+    # Importing joblib sets KMP_INIT_AT_FORK in os.environ, which is part of the
+    # environment a fork server is kept for, and the sweep imports joblib before
+    # it starts its workers: set now as joblib sets it (its __init__), without
+    # the 60 ms of importing it before the server can start.
+    os.environ.setdefault("KMP_INIT_AT_FORK", "FALSE")
     try:
         backend = make_backend(name, n_jobs=n_jobs)
     except (ValueError, TypeError, ImportError):
         return
     if blas_threads is None:
+        import joblib
+
         # n_jobs is None until open() for backends that ask a cluster.
         blas_threads = max(1, joblib.cpu_count() // (backend.n_jobs or 1))
     backend.prestart(blas_threads=int(blas_threads))

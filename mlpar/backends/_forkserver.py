@@ -53,7 +53,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 import warnings
 from contextlib import suppress
 from multiprocessing.connection import Connection
@@ -169,6 +168,8 @@ def _serve(fd, preload):
                 sock.close()
                 conn.close()
                 code = _child(conn_fd, death_fd, out_fd, err_fd, request)
+            except (BrokenPipeError, ConnectionResetError, EOFError):
+                pass  # the sweep closed this worker's pipe (Ctrl-C, a kill): nothing to say
             except BaseException:  # noqa: BLE001 -- say why before the exit code does
                 sys.excepthook(*sys.exc_info())
             finally:
@@ -434,13 +435,11 @@ class _Servers:
                 return
             for key in list(self._servers):
                 self._retire(key)
-            deadline = time.monotonic() + 2.0
+            # Not waited for: each ends on its own once its socket closes (a
+            # worker still running ends with this process, through the death
+            # pipe), and init reaps what this process leaves behind.
             for process in self._retired:
-                # Their workers are closed by now, so they end at once; one
-                # still serving a worker ends with it, and that worker ends
-                # with this process, through the death pipe.
-                with suppress(subprocess.TimeoutExpired):
-                    process.wait(timeout=max(0.0, deadline - time.monotonic()))
+                process.poll()
 
 
 _SERVERS = _Servers()
