@@ -24,11 +24,9 @@ How workers start (``ProcessBackend._launcher``):
 """
 
 import os
-import pickle
 import pickletools
 import signal
 import sys
-import threading
 import time
 from contextlib import suppress
 from multiprocessing import Pipe
@@ -37,14 +35,19 @@ from multiprocessing.connection import wait as wait_for
 from . import _forkserver
 from ._base import Backend, cloudpickle_module
 from ._execute import make_outcome
+from ._worker import _forked_main, _forkserver_main, _worker_main
 
 __all__ = ["ProcessBackend", "ForkProcessBackend", "kill_grace"]
 
 # Read by OpenBLAS, MKL, BLIS, Accelerate, OpenMP and numexpr when they load.
 # threadpoolctl then applies the same limit at trial time to those already loaded.
 _THREAD_ENV_VARS = (
-    "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-    "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
 )
 
 # Workers dying before they acknowledge a trial, in a row, before the sweep
@@ -70,62 +73,6 @@ def kill_grace(timeout):
     return 0.5 + 0.1 * timeout
 
 
-def _watch_parent(parent_pid):
-    """Exit this worker if the sweep's process dies, so no trial is orphaned."""
-    while True:
-        time.sleep(1.0)
-        if os.getppid() != parent_pid:
-            os._exit(1)
-
-
-def _serve_trials(conn, payload):
-    """Load the runner from ``payload``, then run the trials sent down ``conn``."""
-    # Ctrl-C in a terminal reaches the whole process group; the sweep's
-    # process decides what happens and kills its workers itself.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        # Bytes the parent sweep pickled for this worker, passed in memory
-        # (the process launcher's arguments or the worker's own pipe), never
-        # read from a file.
-        runner = pickle.loads(payload)
-    except BaseException:
-        import traceback
-
-        conn.send(("setup_error", traceback.format_exc()))
-        return
-    while True:
-        try:
-            message = conn.recv()
-        except EOFError:
-            return
-        if message is None:
-            return
-        job_id, trial = message
-        conn.send(("start", job_id))
-        conn.send(("done", job_id, runner(trial)))
-
-
-def _worker_main(conn, payload, parent_pid):
-    """Body of a loky-started worker: watch the sweep, then serve trials."""
-    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
-    _serve_trials(conn, payload)
-
-
-def _forked_main(conn, payload, parent_pid, env):
-    """Body of a forked worker: its thread settings first, then as any worker."""
-    os.environ.update(env)  # for libraries first loaded in the worker
-    _worker_main(conn, payload, parent_pid)
-
-
-def _forkserver_main(conn):
-    """Body of a worker from a fork server (which watches the sweep): payload first."""
-    try:
-        payload = conn.recv_bytes()
-    except (EOFError, OSError):
-        return
-    _serve_trials(conn, payload)
-
-
 def _modules_named_in(payload):
     """Modules, importable by name and imported here, that ``payload`` names.
 
@@ -141,7 +88,8 @@ def _modules_named_in(payload):
         elif isinstance(arg, str) and "UNICODE" in op.name:
             names.add(arg)
     return {
-        name for name in names
+        name
+        for name in names
         if name not in ("__main__", "__mp_main__")
         and getattr(sys.modules.get(name), "__spec__", None) is not None
     }
@@ -202,8 +150,15 @@ def _synthetic_outcome(status, error_type, message, worker, pid):
     """Return the outcome of a trial whose worker did not report one."""
     now = time.time()
     started_at = worker.started_at if worker.started_at is not None else now
-    return make_outcome(status, error_type=error_type, error_message=message,
-                        wall_time=now - started_at, started_at=started_at, ended_at=now, pid=pid)
+    return make_outcome(
+        status,
+        error_type=error_type,
+        error_message=message,
+        wall_time=now - started_at,
+        started_at=started_at,
+        ended_at=now,
+        pid=pid,
+    )
 
 
 def job_timeout(timeout, trial):
@@ -257,8 +212,13 @@ class ProcessBackend(Backend):
             # The sweep's environment as it is now, with its thread settings:
             # the server for it has loaded BLAS under these very variables.
             env = {**os.environ, **self._env}
-            return _forkserver.spawn(child_conn, env=env, preload=_PRELOAD,
-                                     modules=self._modules, target=_forkserver_main)
+            return _forkserver.spawn(
+                child_conn,
+                env=env,
+                preload=_PRELOAD,
+                modules=self._modules,
+                target=_forkserver_main,
+            )
         if self._launcher == "loky":
             args = (child_conn, self._payload, os.getpid())
             process = self._context.Process(
@@ -365,7 +325,9 @@ class ProcessBackend(Backend):
                 f"worker process {pid} died while running the trial "
                 f"({_describe_exit(exitcode)}); a fresh worker takes the next trial"
             )
-            done.append((job_id, _synthetic_outcome("crashed", "WorkerCrashed", message, worker, pid)))
+            done.append(
+                (job_id, _synthetic_outcome("crashed", "WorkerCrashed", message, worker, pid))
+            )
         return done
 
     def _kill_overdue(self):
@@ -385,16 +347,21 @@ class ProcessBackend(Backend):
                     f"(+{kill_grace(timeout):g} s grace); worker process {pid} "
                     "was killed and a fresh worker takes the next trial"
                 )
-                done.append((job_id, _synthetic_outcome("timeout", "TimeoutError", message, worker, pid)))
+                done.append(
+                    (job_id, _synthetic_outcome("timeout", "TimeoutError", message, worker, pid))
+                )
         return done
 
     def wait(self):
         while self._busy:
             wake = None
             if self._timeout is not None:
-                deadlines = [w.started + t + kill_grace(t) for w in self._busy
-                             if w.started is not None
-                             for t in [job_timeout(self._timeout, w.job[1])]]
+                deadlines = [
+                    w.started + t + kill_grace(t)
+                    for w in self._busy
+                    if w.started is not None
+                    for t in [job_timeout(self._timeout, w.job[1])]
+                ]
                 if deadlines:
                     wake = max(0.0, min(deadlines) - time.monotonic())
             handles = [w.conn for w in self._busy] + [w.process.sentinel for w in self._busy]
