@@ -30,7 +30,7 @@ to training the models one at a time.
 """
 
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from numbers import Integral
 from types import SimpleNamespace
 
@@ -44,94 +44,34 @@ from ._checks import (
     hidden_sizes,
     regression_targets,
 )
-from ._engine import OUT_ACTIVATIONS, forward
+from ._engine import OUT_ACTIVATIONS
 from ._fit import FittedMLP, _clip_batch_size, class_targets
-from ._metrics import output_score
 from ._stacked_loop import Stack, split, stack_limit, train_alone
 from ._stacked_step import KERNELS, StackedLayout
+from ._stacked_types import StackedResult, StackMember
 
 __all__ = ["StackMember", "StackedResult", "fit_mlp_stack", "train_stacked"]
 
 
-@dataclass(frozen=True)
-class StackMember:
-    """What one model of a stack may set for itself; defaults are the estimators'.
-
-    ``tol`` and ``n_iter_no_change`` left at None take the stack's values.
-    ``random_state`` seeds the Glorot initialization and the per-epoch
-    shuffles, as the estimators' ``random_state`` does: an int, None (fresh
-    entropy) or a ``numpy.random.Generator`` (used as is, not copied).
-    """
-
-    random_state: object = None
-    learning_rate_init: float = 1e-3
-    alpha: float = 1e-4
-    momentum: float = 0.9  # sgd only
-    nesterovs_momentum: bool = True  # sgd only
-    beta_1: float = 0.9  # adam only
-    beta_2: float = 0.999  # adam only
-    epsilon: float = 1e-8  # adam only
-    tol: float = None
-    n_iter_no_change: int = None
-
-
-@dataclass(eq=False)
-class StackedResult:
-    """One model of a stack, trained: the estimators' fitted attributes, without ``_``.
-
-    ``params`` is the flat parameter vector in the engine's layout;
-    ``coefs`` and ``intercepts`` are views into it.
-    """
-
-    index: int  # position in the ``members`` passed to train_stacked
-    member: StackMember
-    params: np.ndarray = field(repr=False)
-    coefs: list = field(repr=False)
-    intercepts: list = field(repr=False)
-    n_iter: int
-    loss: float
-    loss_curve: list = field(repr=False)
-    best_loss: float
-    stop_reason: str
-    n_steps: int
-    t: int  # samples seen (scikit-learn's t_)
-    activation: str
-    out_activation: str
-    stack_size: int = 1  # models trained together with this one (1: by the single engine)
-    kernels: dict = field(repr=False, default_factory=dict)  # GEMM site -> kernel used
-
-    def predict(self, X):
-        """Network outputs for ``X``: probabilities (classifiers) or predictions.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_outputs), in the model's dtype
-        """
-        X = check_X(X, self.params.dtype, n_features=self.coefs[0].shape[0])
-        return forward(X, self.coefs, self.intercepts, self.activation, self.out_activation)
-
-    def score(self, X, Y):
-        """Accuracy (softmax or logistic outputs) or R^2 (identity outputs) on encoded ``Y``.
-
-        ``Y`` is encoded as for training: one-hot rows, one 0/1 column
-        (binary) or an indicator matrix (multilabel, scored as subset
-        accuracy), or the regression targets. NaN when the outputs are not
-        finite (a diverged model).
-        """
-        P = self.predict(X)
-        Y = np.asarray(Y).reshape(P.shape[0], -1)
-        n_classes = None if self.out_activation == "identity" else max(2, P.shape[1])
-        return output_score(P, Y, out_activation=self.out_activation, n_classes=n_classes)
-
-
-def train_stacked(X, Y, members, *, hidden_layer_sizes=(100,), activation="relu",
-                  out_activation, solver="adam", batch_size="auto", max_iter=200, shuffle=True,
-                  tol=1e-4, n_iter_no_change=10, dtype="float32", max_time=None, kernel="auto",
-                  max_stack="auto"):
+def train_stacked(
+    X,
+    Y,
+    members,
+    *,
+    hidden_layer_sizes=(100,),
+    activation="relu",
+    out_activation,
+    solver="adam",
+    batch_size="auto",
+    max_iter=200,
+    shuffle=True,
+    tol=1e-4,
+    n_iter_no_change=10,
+    dtype="float32",
+    max_time=None,
+    kernel="auto",
+    max_stack="auto",
+):
     """Train one MLP per member, as one batched computation (or a few, see ``max_stack``).
 
     Parameters
@@ -195,9 +135,18 @@ def train_stacked(X, Y, members, *, hidden_layer_sizes=(100,), activation="relu"
     >>> [r.n_iter for r in results]
     [5, 5, 5, 5]
     """
-    shared = dict(hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
-                  batch_size=batch_size, max_iter=max_iter, shuffle=shuffle, tol=tol,
-                  n_iter_no_change=n_iter_no_change, dtype=dtype, max_time=max_time)
+    shared = dict(
+        hidden_layer_sizes=hidden_layer_sizes,
+        activation=activation,
+        solver=solver,
+        batch_size=batch_size,
+        max_iter=max_iter,
+        shuffle=shuffle,
+        tol=tol,
+        n_iter_no_change=n_iter_no_change,
+        dtype=dtype,
+        max_time=max_time,
+    )
     hidden = hidden_sizes(hidden_layer_sizes)
     members = _check_options(members, shared, out_activation, kernel)
     _check_max_stack(max_stack)
@@ -210,32 +159,76 @@ def train_stacked(X, Y, members, *, hidden_layer_sizes=(100,), activation="relu"
     results = [None] * len(members)
     for group in split(len(members), limit):
         if len(group) == 1:
-            records = [train_alone(X, Y, members[group[0]], hidden=hidden,
-                                   activation=activation, out_activation=out_activation,
-                                   solver=solver, batch_size=batch_size, max_iter=max_iter,
-                                   shuffle=bool(shuffle), max_time=max_time, dtype=dtype)]
+            records = [
+                train_alone(
+                    X,
+                    Y,
+                    members[group[0]],
+                    hidden=hidden,
+                    activation=activation,
+                    out_activation=out_activation,
+                    solver=solver,
+                    batch_size=batch_size,
+                    max_iter=max_iter,
+                    shuffle=bool(shuffle),
+                    max_time=max_time,
+                    dtype=dtype,
+                )
+            ]
             kernels = {}
         else:
             deadline = None if max_time is None else time.perf_counter() + float(max_time)
-            stack = Stack(X, Y, [members[i] for i in group], hidden=hidden,
-                          activation=activation, out_activation=out_activation, solver=solver,
-                          batch_size=batch_size, dtype=dtype, kernel=kernel)
+            stack = Stack(
+                X,
+                Y,
+                [members[i] for i in group],
+                hidden=hidden,
+                activation=activation,
+                out_activation=out_activation,
+                solver=solver,
+                batch_size=batch_size,
+                dtype=dtype,
+                kernel=kernel,
+            )
             records = stack.train(max_iter=max_iter, shuffle=bool(shuffle), deadline=deadline)
             kernel = kernels = stack.kernels  # the next stacks have the same shapes
         for i, record in zip(group, records):
             params = record.pop("params")
             coefs, intercepts = _model_views(units, params)
             results[i] = StackedResult(
-                index=i, member=members[i], params=params, coefs=coefs, intercepts=intercepts,
-                activation=activation, out_activation=out_activation, stack_size=len(group),
-                kernels=kernels, **record)
+                index=i,
+                member=members[i],
+                params=params,
+                coefs=coefs,
+                intercepts=intercepts,
+                activation=activation,
+                out_activation=out_activation,
+                stack_size=len(group),
+                kernels=kernels,
+                **record,
+            )
     return results
 
 
-def fit_mlp_stack(X, y, members, *, task, hidden_layer_sizes=(100,), activation="relu",
-                  solver="adam", batch_size="auto", max_iter=200, shuffle=True, tol=1e-4,
-                  n_iter_no_change=10, dtype="float32", max_time=None, kernel="auto",
-                  max_stack="auto"):
+def fit_mlp_stack(
+    X,
+    y,
+    members,
+    *,
+    task,
+    hidden_layer_sizes=(100,),
+    activation="relu",
+    solver="adam",
+    batch_size="auto",
+    max_iter=200,
+    shuffle=True,
+    tol=1e-4,
+    n_iter_no_change=10,
+    dtype="float32",
+    max_time=None,
+    kernel="auto",
+    max_stack="auto",
+):
     """:func:`mlpar.nn.fit_mlp` for many members at once: labels in, FittedMLP out.
 
     Encodes ``y`` exactly as ``fit_mlp`` does (sorted classes; a logistic
@@ -275,8 +268,10 @@ n_iter_no_change, dtype, max_time, kernel, max_stack
     X = check_X(X, dt)
     y = np.asarray(y)
     if y.shape[:1] != X.shape[:1]:
-        raise ValueError(f"X and y have different numbers of samples: {X.shape[0]} and "
-                         f"{y.shape[0] if y.ndim else 'a scalar'}; pass one target per row of X")
+        raise ValueError(
+            f"X and y have different numbers of samples: {X.shape[0]} and "
+            f"{y.shape[0] if y.ndim else 'a scalar'}; pass one target per row of X"
+        )
     classes = None
     if task == "classification":
         classes, codes = encode_labels(y)
@@ -285,22 +280,53 @@ n_iter_no_change, dtype, max_time, kernel, max_stack
     else:
         Y, out_activation = regression_targets(y, dt), "identity"
     results = train_stacked(
-        X, Y, members, hidden_layer_sizes=hidden_layer_sizes, activation=activation,
-        out_activation=out_activation, solver=solver, batch_size=batch_size, max_iter=max_iter,
-        shuffle=shuffle, tol=tol, n_iter_no_change=n_iter_no_change, dtype=dtype,
-        max_time=max_time, kernel=kernel, max_stack=max_stack)
-    return [FittedMLP(task=task, activation=activation, out_activation=out_activation,
-                      coefs=r.coefs, intercepts=r.intercepts, n_iter=r.n_iter, loss=r.loss,
-                      loss_curve=r.loss_curve, best_loss=r.best_loss, validation_scores=None,
-                      best_validation_score=None, stop_reason=r.stop_reason, t=r.t,
-                      classes=classes)
-            for r in results]
+        X,
+        Y,
+        members,
+        hidden_layer_sizes=hidden_layer_sizes,
+        activation=activation,
+        out_activation=out_activation,
+        solver=solver,
+        batch_size=batch_size,
+        max_iter=max_iter,
+        shuffle=shuffle,
+        tol=tol,
+        n_iter_no_change=n_iter_no_change,
+        dtype=dtype,
+        max_time=max_time,
+        kernel=kernel,
+        max_stack=max_stack,
+    )
+    return [
+        FittedMLP(
+            task=task,
+            activation=activation,
+            out_activation=out_activation,
+            coefs=r.coefs,
+            intercepts=r.intercepts,
+            n_iter=r.n_iter,
+            loss=r.loss,
+            loss_curve=r.loss_curve,
+            best_loss=r.best_loss,
+            validation_scores=None,
+            best_validation_score=None,
+            stop_reason=r.stop_reason,
+            t=r.t,
+            classes=classes,
+        )
+        for r in results
+    ]
 
 
 def _model_views(layer_units, params):
     """Per-layer coefs and intercepts: views into one model's flat parameters."""
-    return StackedLayout(layer_units, activation="identity", out_activation="identity",
-                         dtype=params.dtype, n_models=0).model_views(params)
+    return StackedLayout(
+        layer_units,
+        activation="identity",
+        out_activation="identity",
+        dtype=params.dtype,
+        n_models=0,
+    ).model_views(params)
 
 
 # -- argument checks ------------------------------------------------------------------
@@ -315,17 +341,26 @@ def _check_member(member, i, shared):
     elif hasattr(member, "keys"):
         unknown = sorted(set(member) - set(names))
         if unknown:
-            raise ValueError(f"members[{i}] has unknown field(s) {', '.join(map(repr, unknown))};"
-                             f" valid: {', '.join(names)}")
+            raise ValueError(
+                f"members[{i}] has unknown field(s) {', '.join(map(repr, unknown))};"
+                f" valid: {', '.join(names)}"
+            )
         values = {**{f.name: f.default for f in fields(StackMember)}, **member}
     else:
-        raise TypeError(f"members[{i}] must be a StackMember or a mapping, got "
-                        f"{type(member).__name__}")
+        raise TypeError(
+            f"members[{i}] must be a StackMember or a mapping, got {type(member).__name__}"
+        )
     for name in ("tol", "n_iter_no_change"):
         if values[name] is None:
             values[name] = shared[name]
-    hp = SimpleNamespace(**{**shared, **values}, validation_fraction=0.1, early_stopping=False,
-                         instrument=False, warn_max_iter=False, verbose=False)
+    hp = SimpleNamespace(
+        **{**shared, **values},
+        validation_fraction=0.1,
+        early_stopping=False,
+        instrument=False,
+        warn_max_iter=False,
+        verbose=False,
+    )
     try:
         check_hyperparameters(hp)
     except ValueError as e:
@@ -338,39 +373,52 @@ def _check_member(member, i, shared):
 
 def _check_options(members, shared, out_activation, kernel):
     """Validated members; the shared options and ``out_activation`` / ``kernel`` checked."""
-    for name, value, valid in [("out_activation", out_activation, OUT_ACTIVATIONS),
-                               ("kernel", kernel, KERNELS)]:
+    for name, value, valid in [
+        ("out_activation", out_activation, OUT_ACTIVATIONS),
+        ("kernel", kernel, KERNELS),
+    ]:
         if value not in valid:
             raise ValueError(f"unknown {name} {value!r}; available: {', '.join(valid)}")
-    if (isinstance(members, (str, bytes)) or hasattr(members, "keys")
-            or not hasattr(members, "__iter__")):
-        raise TypeError(f"members must be a sequence of StackMember or mappings, got "
-                        f"{type(members).__name__}")
+    if (
+        isinstance(members, (str, bytes))
+        or hasattr(members, "keys")
+        or not hasattr(members, "__iter__")
+    ):
+        raise TypeError(
+            f"members must be a sequence of StackMember or mappings, got {type(members).__name__}"
+        )
     members = [_check_member(m, i, shared) for i, m in enumerate(members)]
     if not members:
         raise ValueError("members is empty; pass at least one StackMember (or mapping)")
-    generators = [id(m.random_state) for m in members
-                  if isinstance(m.random_state, np.random.Generator)]
+    generators = [
+        id(m.random_state) for m in members if isinstance(m.random_state, np.random.Generator)
+    ]
     if len(generators) != len(set(generators)):
-        raise ValueError("two members share one numpy.random.Generator, so their draws would "
-                         "interleave; give each member its own Generator or an int seed")
+        raise ValueError(
+            "two members share one numpy.random.Generator, so their draws would "
+            "interleave; give each member its own Generator or an int seed"
+        )
     return members
 
 
 def _check_max_stack(max_stack):
-    ok = max_stack is None or max_stack == "auto" or (
-        isinstance(max_stack, Integral) and not isinstance(max_stack, bool) and max_stack >= 1)
+    ok = (
+        max_stack is None
+        or max_stack == "auto"
+        or (isinstance(max_stack, Integral) and not isinstance(max_stack, bool) and max_stack >= 1)
+    )
     if not ok:
-        raise ValueError(f"max_stack must be a positive integer, 'auto' or None, got "
-                         f"{max_stack!r}")
+        raise ValueError(f"max_stack must be a positive integer, 'auto' or None, got {max_stack!r}")
 
 
 def _check_targets(Y, X, dtype):
     Y = np.asarray(Y)
     if Y.ndim != 2 or Y.shape[0] != X.shape[0]:
-        raise ValueError(f"Y must be the encoded targets, of shape (n_samples, n_outputs) = "
-                         f"({X.shape[0]}, ...), got shape {Y.shape}; reshape a 1-D target "
-                         "with y.reshape(-1, 1), or use fit_mlp_stack with labels")
+        raise ValueError(
+            f"Y must be the encoded targets, of shape (n_samples, n_outputs) = "
+            f"({X.shape[0]}, ...), got shape {Y.shape}; reshape a 1-D target "
+            "with y.reshape(-1, 1), or use fit_mlp_stack with labels"
+        )
     Y = np.ascontiguousarray(Y, dtype=dtype)
     if not np.isfinite(Y).all():
         raise ValueError(f"Y contains NaN or infinity (in {dtype}); remove those samples")
