@@ -34,6 +34,7 @@ def sweep(
     progress=None,
     address=None,
     stack=None,
+    sampler=None,
 ):
     """Run ``fn`` on every trial of a search space, in parallel, and collect the results.
 
@@ -168,7 +169,9 @@ def sweep(
     >>> result.summary()["n_ok"]
     [2, 2]
     """
-    source = _source(space, n_iter=n_iter, seeds=seeds, random_state=random_state)
+    source = _source(space, n_iter=n_iter, seeds=seeds, random_state=random_state, sampler=sampler)
+    if sampler is not None:
+        stack = None  # asked one free worker at a time: nothing to stack
     return run_source(
         fn,
         source,
@@ -187,6 +190,22 @@ def sweep(
     )
 
 
-def _source(space, *, n_iter, seeds, random_state):
-    """The source of a sweep's trials: the expanded grid or random space."""
+def _source(space, *, n_iter, seeds, random_state, sampler=None):
+    """The source of a sweep's trials: the expanded grid or random space, or a sampler."""
+    if sampler is not None:
+        from .samplers import SamplerSource
+
+        spec = sampler if isinstance(sampler, dict) else {"sampler": sampler}
+        if seeds != 1:
+            raise ValueError(
+                f"a sampler's search runs each trial once: seeds must be 1, got {seeds}"
+            )
+        return SamplerSource(
+            space,
+            spec["sampler"],
+            n_trials=n_iter,
+            metric=spec.get("metric", "val_score"),
+            mode=spec.get("mode", "max"),
+            random_state=random_state,
+        )
     return GridSource(expand_space(space, n_iter=n_iter, seeds=seeds, random_state=random_state))

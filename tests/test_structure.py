@@ -27,14 +27,15 @@ LAYERS = {
     "config": 3,
     "trial": 4,
     "search": 4,
-    "sweep": 5,
-    "halving": 6,
-    "experiment": 7,
-    "analysis": 8,
-    "report": 9,
-    "lessons": 10,
-    "cli": 11,
-    "__main__": 12,
+    "samplers": 5,
+    "sweep": 6,
+    "halving": 7,
+    "experiment": 8,
+    "analysis": 9,
+    "report": 10,
+    "lessons": 11,
+    "cli": 12,
+    "__main__": 13,
 }
 MAX_LINES = 450
 
