@@ -1,5 +1,7 @@
 """Backend comparison bookkeeping and the advice built on the GIL model."""
 
+import re
+
 import pytest
 
 from mlpar.analysis.advice import option_setting, predict_options, trial_time_estimates
@@ -64,12 +66,21 @@ def test_summarize_pairs_repeats_and_measures_overheads():
     assert rows["serial x1 blas1"]["speedup"] == pytest.approx(1.0)
 
 
-def _cal(p=0.9, releases=1000.0, handoff=2e-6):
+# Made-up machine constants: the advice's mechanics, not this machine's speed.
+_MACHINE = {"wake_s": 20e-6, "release_cost_s": 1e-6, "kernel_contention": 0.0, "switch_s": 0.005}
+
+
+def _cal(p=0.9, releases=1000.0, step_s=0.01):
+    # A step of ``step_s``: ``p`` of it in kernels, ``releases`` per second of it.
     return Calibration(
         p=p,
         p_gemm=p * 0.8,
+        step_time=step_s,
+        python_time=(1.0 - p) * step_s,
+        numeric_time=p * step_s,
+        releases_per_step=releases * step_s,
         releases_per_s=releases,
-        handoff_s=handoff,
+        gil_machine=_MACHINE,
         epoch_time=0.1,
         overhead_time=0.01,
     )
@@ -153,3 +164,56 @@ def test_group_table_reports_prediction_error_and_advice():
     assert row["error"] == pytest.approx(-0.1)
     assert row["best"] == "serial x1 blas1" and row["advised"] == "serial x1 blas1"
     assert row["advised_vs_best"] == pytest.approx(1.0)
+
+
+def test_every_compare_checks_the_model_in_strict_json(tiny, tmp_path, capsys):
+    import json
+
+    from mlpar.cli import main
+
+    run_dir = tmp_path / "cmp"
+    args = ["compare", str(tiny), "--repeats", "1", "--run-dir", str(run_dir), "--no-progress"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "measured/predicted" in out
+    assert re.search(r"Measured / predicted: .*threads x2 blas1 \d+\.\d\d", out)
+
+    def refuse(name):
+        raise AssertionError(f"compare.json holds a bare {name}")
+
+    doc = json.loads((run_dir / "compare.json").read_text(), parse_constant=refuse)
+    (group,) = doc["groups"]
+    rows = {r["label"]: r for r in group["summary"]}
+    th = rows["threads x2 blas1"]
+    assert th["measured_over_predicted"] == pytest.approx(th["speedup"] / th["predicted"])
+    lo, hi = th["predicted_band"]
+    assert lo <= th["predicted"] <= hi
+    cal = group["calibration"]
+    assert set(cal["predictions"]["threads"]) == {"2", "4", "8", "16"}
+    assert doc["gil_machine"]["rounds"] and "undecided" in group["advice"]
+
+
+def test_advice_says_when_the_band_is_too_wide_to_decide():
+    from mlpar.analysis.advice import Advice, option_bands, undecided_options
+
+    opts = {"threads, n_jobs=2": 1.3, "processes, n_jobs=2": 1.2, "serial": 1.0}
+    cal = {"predicted_2_band": [1.1, 1.5]}
+    bands = option_bands(cal, opts, 2, 8)
+    assert bands["threads, n_jobs=2"] == [1.1, 1.5] and bands["serial"] == [1.0, 1.0]
+    # 1.2 lies inside the threads band: too close to call; serial does not.
+    assert undecided_options(opts, bands) == ("processes, n_jobs=2",)
+    text = Advice(
+        backend="threads",
+        n_jobs=2,
+        blas_threads=1,
+        predicted_speedup=1.3,
+        options=opts,
+        calibration={},
+        explanation="",
+        bands=bands,
+        undecided=undecided_options(opts, bands),
+    ).format()
+    assert "Too close to decide" in text and "(band 1.10-1.50x)" in text
+    # A narrow band decides.
+    narrow = option_bands({"predicted_2_band": [1.28, 1.32]}, opts, 2, 8)
+    assert undecided_options(opts, narrow) == ()

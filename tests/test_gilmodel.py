@@ -5,14 +5,14 @@ import math
 import pytest
 
 from mlpar.analysis.gilmodel import (
+    PREDICT_N,
     amdahl,
     calibrate,
-    handoff_at,
-    mean_handoff,
     measure_blas_speedup,
     measure_call_overhead,
-    measure_handoff_cost,
+    measure_gil_machine,
     predict_threads,
+    prediction_band,
     py_spy_available,
     sample_gil,
 )
@@ -25,33 +25,17 @@ def test_amdahl_limits():
     assert amdahl(1.7, 2) == pytest.approx(2.0)  # clipped to [0, 1]
 
 
-def test_prediction_is_amdahl_without_handoffs_and_lower_with_them():
-    for p in (0.0, 0.3, 0.9):
-        assert predict_threads(p, 2) == pytest.approx(amdahl(p, 2))
-        assert predict_threads(p, 2, releases_per_s=1e5, handoff_s=2e-6) < amdahl(p, 2)
-    assert predict_threads(0.5, 1, releases_per_s=1e5, handoff_s=1e-5) == 1.0
-
-
 def test_machine_constants_are_measured():
-    # Structure, not speed: positive, finite, and the one ordering with a wide
-    # margin (16x the flops) measured in the same run.
+    # Structure, not speed: positive, finite, one sample set per round.
     c = measure_call_overhead(iters=2000)
     assert c > 0 and math.isfinite(c)
-    short = measure_handoff_cost(m=64, k=32, budget_s=0.02, repeats=1)
-    long = measure_handoff_cost(m=128, k=128, budget_s=0.02, repeats=1)
-    assert 0 < short[0] < long[0]  # bigger operands, longer kernels
-    for kernel_s, handoff_s in (short, long):
-        assert math.isfinite(kernel_s) and math.isfinite(handoff_s) and handoff_s >= 0.0
-
-
-def test_handoff_interpolation_and_histogram_average():
-    curve = ((1e-6, 1e-6), (1e-5, 3e-6))
-    assert handoff_at(1e-7, curve) == 1e-6  # clamped below
-    assert handoff_at(1e-3, curve) == 3e-6  # clamped above
-    assert handoff_at(10**-5.5, curve) == pytest.approx(2e-6)  # halfway in log scale
-    assert mean_handoff([0, 0, 0], curve) == 0.0
-    # bucket 0 (< 1 µs) costs the short end, bucket 6 (32-64 µs) the long end
-    assert mean_handoff([1, 0, 0, 0, 0, 0, 1], curve) == pytest.approx(2e-6)
+    m = measure_gil_machine(rounds=1)
+    assert len(m["rounds"]) == 1 and m["wake_samples_s"]
+    assert all(x > 0 and math.isfinite(x) for x in m["wake_samples_s"])
+    assert m["release_cost_s"] >= 0.0 and 0.0 <= m["kernel_contention"] <= 1.0
+    assert m["switch_s"] > 0
+    m["rounds"].clear()  # a copy: the cached measurement is untouched
+    assert len(measure_gil_machine(rounds=1)["rounds"]) == 1
 
 
 def _engine(hidden, batch):
@@ -67,13 +51,17 @@ def _engine(hidden, batch):
 
 
 def test_calibration_splits_a_step_and_orders_workloads():
-    narrow = calibrate(_engine([8], 16), curve=())
-    wide = calibrate(_engine([512, 512], 256), curve=())
+    narrow = calibrate(_engine([8], 16), machine=False)
+    wide = calibrate(_engine([512, 512], 256), machine=False)
     for cal in (narrow, wide):
         assert 0.0 <= cal["p_gemm"] <= cal["p"] <= 1.0
         assert cal["step_time"] == pytest.approx(cal["python_time"] + cal["numeric_time"])
         assert cal["releases_per_step"] > 0
+        # Without machine constants the GIL prediction is Amdahl's ceiling.
         assert cal["predicted_2"] == pytest.approx(amdahl(cal["p"], 2))
+        assert set(cal["predictions"]["threads"]) == {str(n) for n in PREDICT_N}
+        # No GIL and no measured contention: n threads give n.
+        assert cal["predictions"]["no_gil"]["16"] == pytest.approx(16.0)
     # A narrow model is more Python-bound than a wide one (same run: the
     # 4000x difference in flops per step leaves a wide margin on any machine).
     assert narrow["p"] < wide["p"]
@@ -87,11 +75,30 @@ def test_calibration_splits_a_step_and_orders_workloads():
     assert mean_bucket(wide) > mean_bucket(narrow)
 
 
-def test_hand_offs_lower_the_prediction_below_amdahl():
-    curve = ((1e-6, 2e-6), (1e-4, 4e-6))
-    cal = calibrate(_engine([16], 16), curve=curve)
-    assert cal["handoff_s"] > 0
+# Made-up machine constants: the model's mechanics, not this machine's speed.
+MACHINE = {
+    "wake_s": 20e-6,
+    "wake_samples_s": [20e-6],
+    "release_cost_s": 1e-6,
+    "kernel_contention": 0.0,
+    "switch_s": 0.005,
+    "rounds": [
+        {"wake_s": 20e-6, "release_cost_s": 0.5e-6, "kernel_contention": 0.0},
+        {"wake_s": 20e-6, "release_cost_s": 2e-6, "kernel_contention": 0.0},
+    ],
+}
+
+
+def test_release_costs_lower_the_prediction_below_amdahl_and_give_a_band():
+    cal = calibrate(_engine([16], 16), machine=MACHINE)
+    assert cal["gil_machine"] == MACHINE
     assert cal.prediction(2) < cal["amdahl_2"]
+    lo, hi = cal["predicted_2_band"]
+    # The rounds' costly round predicts less, the cheap one more: a real band.
+    assert lo < cal["predicted_2"] < hi
+    assert prediction_band(cal, 2) == pytest.approx([lo, hi])
+    # The prediction is a function of the calibration: the same twice.
+    assert cal.prediction(4) == predict_threads(cal, 4)
 
 
 def test_blas_speedup_is_measured():

@@ -39,6 +39,9 @@ class Advice:
     options: dict  # option label -> predicted speedup over serial, 1 BLAS thread
     calibration: dict
     explanation: str
+    bands: dict = dataclasses.field(default_factory=dict)  # label -> [low, high]
+    # Options whose band reaches the recommended one's: too close to call.
+    undecided: tuple = ()
 
     def format(self):
         lines = [
@@ -47,11 +50,13 @@ class Advice:
             f"over serial)",
             "",
         ]
-        lines += [
-            f"  {label:<28} {s:.2f}x"
-            for label, s in sorted(self.options.items(), key=lambda kv: -kv[1])
-        ]
+        for label, s in sorted(self.options.items(), key=lambda kv: -kv[1]):
+            lo, hi = self.bands.get(label, (s, s))
+            band = f"  (band {lo:.2f}-{hi:.2f}x)" if hi - lo > 0.005 else ""
+            lines.append(f"  {label:<28} {s:.2f}x{band}")
         lines += ["", self.explanation]
+        if self.undecided:
+            lines += ["", undecided_text(self.options, self.bands, self.undecided)]
         return "\n".join(lines)
 
     def to_dict(self):
@@ -148,12 +153,62 @@ def predict_options(
         if "threads" in backends:
             # Fewer trials than workers: only `busy` threads contend, the rest idle.
             opts[f"threads, n_jobs={n}"] = min(cal.prediction(busy), busy) if busy > 1 else 1.0
+        # Processes share no GIL, but their kernels still contend (memory,
+        # caches): each trial runs busy / no_gil(busy) times longer.
+        slower = busy / cal.prediction(busy, gil=False) if busy > 1 else 1.0
         for backend, startup in startups.items():
             if backend in backends:
-                wall = max(serial_total / n, longest) + startup
+                wall = max(serial_total / n, longest) * slower + startup
                 opts[f"{backend}, n_jobs={n}"] = serial_total / wall
     opts["serial"] = 1.0
     return opts
+
+
+def option_bands(cal, opts, cores, n_trials):
+    """``{label: [low, high]}``: each option's prediction over the calibration's band.
+
+    Threads options carry the band of the machine probe's rounds
+    (:func:`mlpar.analysis.gilmodel.prediction_band`); the others are points.
+    """
+    from .gilmodel import prediction_band
+
+    bands = {}
+    for label, s in opts.items():
+        bands[label] = [s, s]
+        if label.startswith("threads, n_jobs="):
+            busy = min(int(label.rsplit("=", 1)[1]), n_trials)
+            if busy > 1:
+                band = cal.get("predicted_2_band") if busy == 2 else None
+                lo, hi = band or prediction_band(cal, busy)
+                bands[label] = [min(lo, busy), min(hi, busy)]
+    return bands
+
+
+def undecided_options(opts, bands):
+    """The options whose band reaches the best one's low end: too close to call."""
+    best = max(opts, key=opts.get)
+    low = bands.get(best, (opts[best],))[0]
+    return tuple(
+        label
+        for label in sorted(opts, key=lambda k: -opts[k])
+        if label != best and bands.get(label, (0, opts[label]))[1] >= low
+    )
+
+
+def undecided_text(opts, bands, undecided):
+    """The sentence ``advise`` adds when the band is too wide to decide."""
+    best = max(opts, key=opts.get)
+
+    def text(label):
+        lo, hi = bands.get(label, (opts[label], opts[label]))
+        return f"{label} ({lo:.2f}-{hi:.2f}x)" if hi > lo else f"{label} ({opts[label]:.2f}x)"
+
+    return (
+        f"Too close to decide on this calibration: {text(best)} against "
+        f"{', '.join(text(u) for u in undecided)}; the band is the range over the machine "
+        f"probe's interleaved rounds, so a noisy machine widens it. Measure them with "
+        f"`mlpar compare`, or advise again on a quieter machine."
+    )
 
 
 def trial_time_estimates(cal, params_list, probe_params):
@@ -176,7 +231,9 @@ def trial_time_estimates(cal, params_list, probe_params):
     ]
 
 
-def calibrate_heaviest(config, *, space=None, cores, seed=None, curve=None, check_gil=False):
+def calibrate_heaviest(
+    config, *, space=None, cores, seed=None, machine=None, gil=True, check_gil=False
+):
     """Calibrate the GIL model on the heaviest configuration of a sweep.
 
     The heaviest configuration (weights x epochs) dominates a sweep's time, so
@@ -192,8 +249,10 @@ def calibrate_heaviest(config, *, space=None, cores, seed=None, curve=None, chec
         With more than one, the speedup of ``cores`` BLAS threads is measured too.
     seed : int, optional
         Default: the heaviest trial's own seed.
-    curve : sequence, optional
-        Hand-off costs (see :func:`mlpar.analysis.gilmodel.calibrate`).
+    machine : dict, optional
+        This machine's GIL constants (see :func:`mlpar.analysis.gilmodel.calibrate`).
+    gil : bool, default=True
+        Whether threads here contend for a GIL.
     check_gil : bool, default=False
         Cross-check ``p`` with a sampling profiler when py-spy is installed.
 
@@ -216,7 +275,7 @@ def calibrate_heaviest(config, *, space=None, cores, seed=None, curve=None, chec
     params = {**base, **probe.params}
     seed = probe.seed if seed is None else seed
     epochs = min(CALIBRATION_EPOCHS, params.get("epochs", CALIBRATION_EPOCHS))
-    cal = calibrate(params, seed=seed, epochs=epochs, curve=curve)
+    cal = calibrate(params, seed=seed, epochs=epochs, machine=machine, gil=gil)
     if cores > 1:
         cal["blas_speedup"] = measure_blas_speedup(
             params, seed=seed, threads=cores, epochs=max(1, epochs // 4)
@@ -247,6 +306,7 @@ def advise(config, *, n_cores=None, seed=0):
 
     from ..backends import available_backends
     from ..config import load_config
+    from .gilmodel import amdahl
 
     if not hasattr(config, "search_space"):
         config = load_config(config)
@@ -264,16 +324,21 @@ def advise(config, *, n_cores=None, seed=0):
         cal, cores=cores, trial_times=times, startup_s=startups, backends=backends
     )
     best = max(opts, key=opts.get)
+    bands = option_bands(cal, opts, cores, len(times))
     backend, n_jobs, blas = option_setting(best, cores)
     if backend != "serial":
         blas = max(1, cores // n_jobs)
+    m = cal.get("gil_machine") or {}
     why = (
         f"A serial calibration of the heaviest configuration ({_describe(probe.params)}) "
         f"spends p = {cal['p']:.2f} of each training step inside GIL-releasing kernels "
         f"({cal['python_time'] * 1e6:.0f} µs Python vs {cal['numeric_time'] * 1e6:.0f} µs "
-        f"numeric per step), so {cores} threads can reach at most "
-        f"{cal.prediction(cores, handoff_s=0.0):.2f}x by Amdahl's law and "
-        f"{cal.prediction(cores):.2f}x once GIL hand-offs are counted; processes avoid the "
+        f"numeric per step, {cal['releases_per_step']:.0f} releases), so {cores} threads "
+        f"can reach at most {amdahl(cal['p'], cores):.2f}x by Amdahl's law; simulating "
+        f"their hand-offs of the GIL with this machine's wake-up latency "
+        f"({m.get('wake_s', 0.0) * 1e6:.0f} µs) and release cost "
+        f"({m.get('release_cost_s', 0.0) * 1e6:.2f} µs) predicts "
+        f"{cal.prediction(cores):.2f}x; processes avoid the "
         f"GIL but pay {_startups_text(startups)} to start, against {len(trials)} trials "
         f"estimated at "
         f"{sum(times):.1f} s of serial work (the longest {max(times):.2f} s). "
@@ -287,6 +352,8 @@ def advise(config, *, n_cores=None, seed=0):
         options=opts,
         calibration=dict(cal),
         explanation=why,
+        bands=bands,
+        undecided=undecided_options(opts, bands),
     )
 
 

@@ -19,7 +19,7 @@ from ..environment import environment_info, gil_enabled
 from ..experiment import sweep_config
 from ..results import SweepResult
 from ..runs import COMPARE_FILE, atomic_write, new_run_dir, prepare_run
-from .summary import summarize
+from .summary import strict_json, summarize
 
 __all__ = [
     "CompareSetting",
@@ -269,11 +269,13 @@ def run_comparison(
     from .advice import (
         calibrate_heaviest,
         measure_startups,
+        option_bands,
         option_setting,
         predict_options,
         trial_time_estimates,
+        undecided_options,
     )
-    from .gilmodel import measure_handoff_curve
+    from .gilmodel import measure_gil_machine
 
     def emit(kind, **data):
         if on_event is not None:
@@ -301,12 +303,13 @@ def run_comparison(
         run_dir=run_dir,
     )
     model_ok = gil_enabled()
-    curve = measure_handoff_curve() if model_ok else ()
+    # Measured with or without a GIL: the kernels' contention matters to both.
+    machine = measure_gil_machine()
     startups = measure_startups(min(cores, 2), backends) if cores > 1 else {}
     results = []
     for gi, (label, sub) in enumerate(groups):
         trials, probe, cal = calibrate_heaviest(
-            config, space=sub, cores=cores, curve=curve, check_gil=model_ok
+            config, space=sub, cores=cores, machine=machine, gil=model_ok, check_gil=model_ok
         )
         params = {**config.trial_base(), **probe.params}
         emit("group", label=label, n_trials=len(trials))
@@ -322,7 +325,6 @@ def run_comparison(
             on_run=lambda record: emit("run", record=record),
         )
         rows = summarize(records, settings)
-        _add_predictions(rows, cal, model_ok)
         # What `mlpar advise` would recommend for this workload from the serial
         # calibration alone, among the backends measured here, so it can be checked.
         times = trial_time_estimates(
@@ -335,14 +337,18 @@ def run_comparison(
             startup_s=startups,
             backends=["serial", *backends, *(["threads"] if gil_modes else [])],
         )
+        _add_predictions(rows, cal, model_ok, opts, cores)
         advised = option_setting(max(opts, key=opts.get), cores)
+        bands = option_bands(cal, opts, cores, len(times))
+        advice = {"options": opts, "setting": advised, "bands": bands}
+        advice["undecided"] = list(undecided_options(opts, bands))
         results.append(
             {
                 "group": label,
                 "calibration": dict(cal),
                 "summary": rows,
                 "runs": records,
-                "advice": {"options": opts, "setting": advised},
+                "advice": advice,
             }
         )
         emit("group_done", result=results[-1], model_ok=model_ok)
@@ -351,24 +357,48 @@ def run_comparison(
         "repeats": repeats,
         "cores": cores,
         "gil_enabled": model_ok,
-        "handoff_curve": [list(c) for c in curve],
+        "gil_machine": machine,
         "process_startup_s": startups,
         "gil_modes": list(gil_modes),
         "groups": results,
     }
-    atomic_write(Path(run_dir) / COMPARE_FILE, json.dumps(doc, indent=2, default=str) + "\n")
+    doc = strict_json(doc)
+    atomic_write(Path(run_dir) / COMPARE_FILE, json.dumps(doc, indent=2, allow_nan=False) + "\n")
     return run_dir, doc
 
 
-def _add_predictions(rows, cal, model_ok):
-    """Put the GIL model's thread predictions beside the measured threads rows."""
+def _add_predictions(rows, cal, model_ok, opts, cores):
+    """Put the model's prediction, and measured / predicted, beside each measured row.
+
+    Threads rows get the hand-off simulation (on a free-threaded build's GIL-off
+    child, its no-GIL mode; a GIL-on child only Amdahl's ceiling, as this process
+    could not measure GIL constants); the other settings what ``advise``
+    predicts for them (:func:`~mlpar.analysis.advice.predict_options`).
+    """
     for row in rows:
-        if row["backend"] != "threads":
-            continue
-        if model_ok and row.get("gil") is None:
-            row["amdahl"] = cal.prediction(row["n_jobs"], handoff_s=0.0)
-            row["predicted"] = cal.prediction(row["n_jobs"])
-        elif row.get("gil") == 1:
-            # The GIL is on in that child: Amdahl's ceiling applies. The
-            # hand-off costs were not measurable here (no GIL in this process).
-            row["amdahl"] = cal.prediction(row["n_jobs"], handoff_s=0.0)
+        backend, n, gil = row["backend"], row["n_jobs"], row.get("gil")
+        pred = None
+        if backend == "threads":
+            row["amdahl"] = amdahl_of(cal, n)
+            if gil is None:
+                pred = opts.get(f"threads, n_jobs={n}") or cal.prediction(n, gil=model_ok)
+                if n == 2 and model_ok:
+                    row["predicted_band"] = list(cal.get("predicted_2_band") or ())
+            elif gil == 0:
+                pred = cal.prediction(n, gil=False)
+        elif backend == "serial":
+            pred = 1.0 if row["blas_threads"] == 1 else opts.get(f"serial, blas_threads={cores}")
+        elif n > 1:
+            pred = opts.get(f"{backend}, n_jobs={n}")
+        if pred is not None:
+            row["predicted"] = pred
+            speedup = row.get("speedup")
+            if speedup is not None and speedup == speedup and pred > 0:
+                row["measured_over_predicted"] = speedup / pred
+
+
+def amdahl_of(cal, n):
+    """Amdahl's ceiling for ``n`` threads on a calibration."""
+    from .gilmodel import amdahl
+
+    return amdahl(cal["p"], n)

@@ -7,31 +7,41 @@ threads can reach at most Amdahl's ``1 / ((1 - p) + p / n)``.
 
 ``p`` is measured serially with the engine's instrumentation: the time inside
 GIL-releasing calls, less the GIL-held dispatch part of each call (measured on
-an empty call of the same kind). Two costs Amdahl ignores are measured too and
-form the extended model: every GIL release under contention is a hand-off
-between threads (a futex wake-up and often a context switch), and ``n`` threads
-of Python share one interpreter lock, so per-call overhead does not shrink.
+an empty call of the same kind). The instrumentation also records how many
+calls release the GIL per step and how long each lasts (a histogram): that
+makes the step a sequence of Python segments and kernels.
+
+What ``n`` threads achieve over those segments is not a formula of ``p``: a
+thread that releases the GIL for a 2 µs kernel may find it taken when the
+kernel ends and wait for another thread's whole Python segment (a convoy),
+and every release with a waiter costs a wake-up. :func:`predict_threads`
+simulates the threads' alternation (:mod:`._handoff_sim`) with this machine's
+measured wake-up latency, release cost, kernel contention and switch interval
+(:mod:`._machine`); with the GIL off the same simulation predicts a
+free-threaded build, and processes' steady state.
 """
 
 from __future__ import annotations
 
-import functools
-import math
-import statistics
-import threading
 import time
 
 import numpy as np
 
+from ._handoff_sim import segments_from_histogram, simulate
+from ._machine import measure_gil_machine
+
 __all__ = [
     "amdahl",
     "predict_threads",
+    "prediction_band",
+    "segments",
     "sample_gil",
     "py_spy_available",
-    "measure_handoff_cost",
+    "measure_gil_machine",
     "measure_call_overhead",
     "calibrate",
     "Calibration",
+    "PREDICT_N",
 ]
 
 
@@ -41,142 +51,63 @@ def amdahl(p, n):
     return 1.0 / ((1.0 - p) + p / n)
 
 
-def predict_threads(p, n, *, releases_per_s=0.0, handoff_s=0.0):
-    """Predicted speedup of ``n`` threads over serial, Amdahl plus GIL hand-offs.
+# Thread counts every calibration predicts: 2 is what a 2-core compare can
+# check; 4, 8 and 16 are predictions for machines with that many cores.
+PREDICT_N = (2, 4, 8, 16)
 
-    Per second of serial work a trial makes ``releases_per_s`` GIL releases;
-    when two threads contend, each release costs ``handoff_s`` of extra wall
-    time (as :func:`measure_handoff_cost` measures it). With ``handoff_s = 0``
-    this is Amdahl's law.
+
+def segments(cal):
+    """One step of a calibrated workload as ``(python_s, kernel_s)`` segments."""
+    return segments_from_histogram(
+        cal["python_time"],
+        cal["numeric_time"],
+        cal.get("release_durations_us_log2") or [],
+        cal["releases_per_step"],
+    )
+
+
+def predict_threads(cal, n, *, gil=True, machine=None, cores=None):
+    """Predicted speedup of ``n`` threads over serial: the hand-off simulation.
+
+    ``n`` threads run the calibrated step (:func:`segments`) under
+    :func:`~mlpar.analysis._handoff_sim.simulate` with this machine's GIL
+    constants (``machine``, default the calibration's ``gil_machine``; see
+    :func:`~mlpar.analysis._machine.measure_gil_machine`). ``gil=False`` is a
+    free-threaded build, and the steady state of ``n`` processes: only the
+    kernels' contention remains. Without machine constants, a GIL prediction
+    is Amdahl's ceiling.
     """
     if n <= 1:
         return 1.0
-    p = min(max(float(p), 0.0), 1.0)
-    # Wall time per trial of 1 s serial work: the GIL-held part serializes
-    # across threads, the GIL-free part overlaps, and every release pays the
-    # hand-off cost. That cost was measured with 2 threads; with n threads a
-    # release finds a waiter (n - 1) / n of the time instead of 1/2.
-    contended = 2.0 * (n - 1) / n
-    per_trial = (1.0 - p) + p / n + releases_per_s * handoff_s * contended
-    return 1.0 / per_trial
+    m = cal.get("gil_machine") if machine is None else machine
+    if gil and not m:
+        return amdahl(cal["p"], n)
+    m = m or {}
+    return simulate(
+        segments(cal),
+        n,
+        gil=gil,
+        wake_s=m.get("wake_samples_s") or m.get("wake_s", 0.0),
+        switch_s=m.get("switch_s", 0.005),
+        release_cost_s=m.get("release_cost_s", 0.0),
+        kernel_contention=m.get("kernel_contention", 0.0),
+        cores=cores,
+    )["speedup"]
 
 
-def _step_loop(a, b, out, iters, py_iters):
-    # A caricature of a training step: a short Python stretch (the GIL held,
-    # like the interpreter work between NumPy calls), then one GIL-releasing
-    # np.dot whose duration is set by the operand sizes.
-    for _ in range(iters):
-        x = 0
-        for j in range(py_iters):
-            x += j
-        np.dot(a, b, out=out)
+def prediction_band(cal, n=2):
+    """``[low, high]`` of the threads prediction over the machine probe's rounds.
 
-
-def _python_only(a, iters, py_iters):
-    # The same loop with a 1x1 dot: no real kernel, so all of it holds the GIL.
-    tiny = a[:1, :1]
-    for _ in range(iters):
-        x = 0
-        for j in range(py_iters):
-            x += j
-        np.dot(tiny, tiny)
-
-
-# Operand sizes whose np.dot lasts from about a microsecond to a few hundred.
-HANDOFF_SHAPES = ((64, 32), (64, 64), (128, 128), (256, 256))
-
-
-def measure_handoff_cost(*, m=64, k=64, py_iters=10, budget_s=0.08, repeats=3):
-    """Extra seconds per GIL release when 2 threads contend, for one kernel size.
-
-    Two threads run the caricature step (:func:`_step_loop`); Amdahl's law,
-    with ``p`` measured on the same loop serially, predicts their wall time.
-    What the threads take beyond it, per GIL release, is the hand-off cost:
-    the futex wake-ups and context switches of passing the GIL back and forth.
-
-    Returns
-    -------
-    (kernel_s, handoff_s) : tuple of float
-        The kernel's duration and the hand-off cost per release.
+    Each round of :func:`~mlpar.analysis._machine.measure_gil_machine` gives
+    its own wake-up latency, release cost and contention; the band is the
+    range of the predictions they and the pooled constants give. A wide band
+    means a noisy machine.
     """
-    from threadpoolctl import threadpool_limits
-
-    a = np.ones((m, k), np.float32)
-    b = np.ones((k, k), np.float32)
-    outs = [np.empty((m, k), np.float32) for _ in range(2)]
-    costs, kernels = [], []
-    with threadpool_limits(1):
-        t0 = time.perf_counter()
-        _step_loop(a, b, outs[0], 50, py_iters)
-        per = (time.perf_counter() - t0) / 50
-        iters = max(100, int(budget_s / max(per, 1e-7)))
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            _step_loop(a, b, outs[0], iters, py_iters)
-            _step_loop(a, b, outs[1], iters, py_iters)
-            serial = (time.perf_counter() - t0) / 2
-            t0 = time.perf_counter()
-            _python_only(a, iters, py_iters)
-            python = min(serial, time.perf_counter() - t0)
-            threads = [
-                threading.Thread(target=_step_loop, args=(a, b, outs[q], iters, py_iters))
-                for q in range(2)
-            ]
-            t0 = time.perf_counter()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            wall = time.perf_counter() - t0
-            p = 1.0 - python / serial
-            costs.append(max(0.0, wall - (2.0 - p) * serial) / (2 * iters))
-            kernels.append((serial - python) / iters)
-    return statistics.median(kernels), statistics.median(costs)
-
-
-@functools.lru_cache(maxsize=1)
-def measure_handoff_curve():
-    """Hand-off cost per GIL release as a function of the releasing call's duration.
-
-    Measured once per process on :data:`HANDOFF_SHAPES` (about two seconds).
-    Short calls cost little: the releasing thread takes the GIL back before
-    the other one has woken up. Calls longer than a thread's wake-up latency
-    let the other thread run, and each such hand-off costs a wake-up.
-
-    Returns
-    -------
-    tuple of (kernel_s, handoff_s), sorted by kernel duration.
-    """
-    return tuple(sorted(measure_handoff_cost(m=m, k=k) for m, k in HANDOFF_SHAPES))
-
-
-def handoff_at(duration_s, curve):
-    """Interpolate the hand-off cost for a call of ``duration_s`` (log scale)."""
-    pts = [(math.log(max(k, 1e-9)), h) for k, h in curve]
-    x = math.log(max(duration_s, 1e-9))
-    if x <= pts[0][0]:
-        return pts[0][1]
-    for (x0, h0), (x1, h1) in zip(pts, pts[1:]):
-        if x <= x1:
-            return h0 + (h1 - h0) * (x - x0) / (x1 - x0)
-    return pts[-1][1]
-
-
-def mean_handoff(durations_log2, curve):
-    """Average hand-off cost per release for a histogram of release durations.
-
-    ``durations_log2[b]`` counts calls lasting [2**(b-1), 2**b) µs (b = 0:
-    under 1 µs), as recorded by the engine's instrumentation.
-    """
-    total = sum(durations_log2)
-    if not total:
-        return 0.0
-    cost = 0.0
-    for b, count in enumerate(durations_log2):
-        if count:
-            mid_us = 0.5 if b == 0 else 0.75 * 2**b
-            cost += count * handoff_at(mid_us * 1e-6, curve)
-    return cost / total
+    m = cal.get("gil_machine")
+    preds = [predict_threads(cal, n)]
+    for r in (m or {}).get("rounds") or ():
+        preds.append(predict_threads(cal, n, machine={"switch_s": m.get("switch_s", 0.005), **r}))
+    return [min(preds), max(preds)]
 
 
 def measure_call_overhead(*, iters=20000):
@@ -199,9 +130,13 @@ def measure_call_overhead(*, iters=20000):
 class Calibration(dict):
     """Measured decomposition of one workload's training step (a dict)."""
 
-    def prediction(self, n, *, handoff_s=None):
-        h = self.get("handoff_s", 0.0) if handoff_s is None else handoff_s
-        return predict_threads(self["p"], n, releases_per_s=self["releases_per_s"], handoff_s=h)
+    def prediction(self, n, *, gil=True):
+        """Predicted speedup of ``n`` threads (:func:`predict_threads`), cached."""
+        if n <= 1:
+            return 1.0
+        key = "threads" if gil else "no_gil"
+        cached = self.get("predictions", {}).get(key, {}).get(str(n))
+        return cached if cached is not None else predict_threads(self, n, gil=gil)
 
 
 def measure_blas_speedup(params, *, seed=0, threads=2, epochs=None, repeats=2):
@@ -227,7 +162,7 @@ def measure_blas_speedup(params, *, seed=0, threads=2, epochs=None, repeats=2):
     return min(times[1]) / min(times[threads])
 
 
-def calibrate(params, *, seed=0, epochs=None, curve=None):
+def calibrate(params, *, seed=0, epochs=None, machine=None, gil=True):
     """Serially profile one trial's training and return its decomposition.
 
     Parameters
@@ -237,16 +172,23 @@ def calibrate(params, *, seed=0, epochs=None, curve=None):
     seed : int, default=0
     epochs : int, optional
         Train only this many epochs (a step's mix does not change with epochs).
-    curve : sequence of (kernel_s, handoff_s), optional
-        This machine's hand-off costs (:func:`measure_handoff_curve`, measured
-        when not given); ``()`` means none: plain Amdahl.
+    machine : dict or False, optional
+        This machine's GIL constants (measured when not given, see
+        :func:`~mlpar.analysis._machine.measure_gil_machine`); ``False``: none,
+        and the GIL predictions are Amdahl's ceiling.
+    gil : bool, default=True
+        Whether threads in this interpreter contend for a GIL (False on a
+        free-threaded build run without it: threads predict like ``no_gil``).
 
     Returns
     -------
     Calibration
         ``p`` (GIL-free fraction), ``p_gemm`` (GEMMs only), ``step_time``,
-        ``python_time`` and ``numeric_time`` per step, ``releases_per_s``,
-        ``handoff_s``, and the Amdahl and extended predictions for 2 threads.
+        ``python_time`` and ``numeric_time`` per step, ``releases_per_step``,
+        the release histogram, ``gil_machine``, ``amdahl_2``, and
+        ``predictions``: ``threads`` and ``no_gil`` (free-threaded, or
+        processes without start-up) for each of :data:`PREDICT_N`, with
+        ``predicted_2`` and its ``predicted_2_band``.
     """
     from threadpoolctl import threadpool_limits
 
@@ -260,8 +202,8 @@ def calibrate(params, *, seed=0, epochs=None, curve=None):
         # whose timers inflate a narrow model's step: that is the trial length.
         plain = train_mlp({**params, "epochs": min(2, params.get("epochs", 2))}, seed)
         m = train_mlp(params, seed, instrument=True)
-        if curve is None:
-            curve = measure_handoff_curve()
+    if machine is None:
+        machine = measure_gil_machine()
     s = {k[len("stats_") :]: v for k, v in m.items() if k.startswith("stats_")}
     steps = max(1, s["n_steps"])
     calls = s["gemm_calls"] + s["ufunc_big_calls"]  # the GIL-releasing calls
@@ -276,8 +218,6 @@ def calibrate(params, *, seed=0, epochs=None, curve=None):
     ufunc_free = max(0.0, s["ufunc_big_time"] - (timer + dispatch) * s["ufunc_big_calls"])
     numeric = min(step_total, gemm_free + ufunc_free)
     p = numeric / step_total
-    durations = s.get("release_durations_us_log2") or []
-    handoff_s = mean_handoff(durations, curve) if curve else 0.0
     cal = Calibration(
         p=p,
         p_gemm=min(1.0, gemm_free / step_total),
@@ -286,15 +226,19 @@ def calibrate(params, *, seed=0, epochs=None, curve=None):
         python_time=(step_total - numeric) / steps,
         releases_per_step=calls / steps,
         releases_per_s=calls / step_total,
-        handoff_s=handoff_s,
         epochs=m["epochs"],
         fit_time=m["fit_time"],
         epoch_time=plain["fit_time"] / max(1, plain["epochs"]),
         overhead_time=plain["data_time"] + plain["score_time"],
-        release_durations_us_log2=list(durations),
+        release_durations_us_log2=list(s.get("release_durations_us_log2") or []),
+        gil_machine=machine or None,
     )
+    no_gil = {str(n): predict_threads(cal, n, gil=False) for n in PREDICT_N}
+    threads = {str(n): predict_threads(cal, n) for n in PREDICT_N} if gil else dict(no_gil)
+    cal["predictions"] = {"threads": threads, "no_gil": no_gil}
     cal["amdahl_2"] = amdahl(p, 2)
-    cal["predicted_2"] = cal.prediction(2)
+    cal["predicted_2"] = threads["2"]
+    cal["predicted_2_band"] = prediction_band(cal, 2) if gil else [no_gil["2"]] * 2
     return cal
 
 

@@ -6,9 +6,10 @@ the report, which rebuilds its tables from ``compare.json``.
 
 from __future__ import annotations
 
+import math
 import statistics
 
-__all__ = ["summarize", "group_table", "group_label"]
+__all__ = ["summarize", "group_table", "group_label", "strict_json"]
 
 
 def group_label(label):
@@ -19,6 +20,10 @@ def group_label(label):
 def _median(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else float("nan")
+
+
+def _finite(x):
+    return x if x is not None and math.isfinite(x) else -math.inf
 
 
 def summarize(records, settings):
@@ -90,9 +95,11 @@ def group_table(doc):
         # threads) and parallel backends with 2+ workers. Their n_jobs=1 runs
         # are the scaling curve's first point: serial work plus dispatch.
         options = [r for r in rows if r["backend"] == "serial" or r["n_jobs"] > 1]
-        best = max(options, key=lambda r: r["speedup"]) if options else {}
+        # A failed setting's speedup is None (NaN before strict JSON).
+        best = max(options, key=lambda r: _finite(r.get("speedup"))) if options else {}
         pred = th.get("predicted")
         meas = th.get("speedup")
+        band = th.get("predicted_band") or cal.get("predicted_2_band")
         adv = tuple((g.get("advice") or {}).get("setting") or ())
         adv_row = next(
             (r for r in rows if (r["backend"], r["n_jobs"], r["blas_threads"]) == adv), None
@@ -105,15 +112,43 @@ def group_table(doc):
                 "amdahl": th.get("amdahl"),
                 "predicted": pred,
                 "threads": meas,
+                "band": list(band) if band and th.get("n_jobs") == 2 else None,
                 "error": (pred - meas) / meas if pred and meas else None,
+                "ratio": meas / pred if pred and meas else None,
+                "no_gil": (cal.get("predictions") or {}).get("no_gil", {}).get(str(cores)),
                 "processes": pick.get("processes", {}).get("speedup"),
                 "best": best.get("label"),
                 "threads_gil0": pick.get("threads GIL=0", {}).get("speedup"),
                 "threads_gil1": pick.get("threads GIL=1", {}).get("speedup"),
                 "advised": adv_row["label"] if adv_row else None,
                 "advised_vs_best": adv_row["speedup"] / best["speedup"]
-                if adv_row and best
+                if adv_row and best and adv_row.get("speedup") and best.get("speedup")
                 else None,
+                "undecided": bool((g.get("advice") or {}).get("undecided")),
             }
         )
     return out
+
+
+def strict_json(obj):
+    """``obj`` with every non-finite float as None and everything else JSON-ready.
+
+    ``compare.json`` is read by any JSON parser, and strict ones reject bare
+    ``NaN`` (a median over no runs, a failed setting's speedup).
+    """
+    if isinstance(obj, dict):
+        return {str(k): strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
+        return obj
+    if isinstance(obj, float) or hasattr(obj, "__float__"):
+        try:
+            x = float(obj)
+        except (TypeError, ValueError):
+            return str(obj)
+        if not math.isfinite(x):
+            return None
+        kind = getattr(getattr(obj, "dtype", None), "kind", "f")
+        return bool(obj) if kind == "b" else int(obj) if kind in "iu" else x
+    return str(obj)

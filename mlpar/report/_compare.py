@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from ..analysis.summary import group_label, group_table
@@ -30,6 +31,7 @@ COLUMNS = [
     ("inflation", "trial time x"),
     ("overhead", "overhead s"),
     ("predicted", "predicted"),
+    ("measured_over_predicted", "measured/predicted"),
     ("ok", "ok"),
 ]
 
@@ -39,8 +41,11 @@ _GROUP_COLUMNS = [
     ("p_check", "p (py-spy)"),
     ("amdahl", "Amdahl threads"),
     ("predicted", "predicted threads"),
+    ("band", "band"),
     ("threads", "measured threads"),
+    ("ratio", "measured/predicted"),
     ("error", "prediction error"),
+    ("no_gil", "predicted, no GIL"),
     ("processes", "processes"),
     ("best", "fastest measured"),
     ("advised", "advised"),
@@ -60,22 +65,50 @@ def group_columns(doc):
     return cols
 
 
+def _finite(x):
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
 def explain(cal, rows, model_ok):
+    """The model behind a workload's predictions, in two sentences, and its check."""
+    m = cal.get("gil_machine") or {}
+    preds = cal.get("predictions") or {}
+    ahead = ", ".join(
+        f"{n}: {preds['threads'][n]:.2f}x"
+        for n in ("4", "8", "16")
+        if n in preds.get("threads", {})
+    )
+    free = ", ".join(f"{n}: {s:.2f}x" for n, s in (preds.get("no_gil") or {}).items())
+    checked = [
+        f"{r['label']} {r['measured_over_predicted']:.2f}"
+        for r in rows
+        if r.get("measured_over_predicted") is not None and r["label"] != "serial x1 blas1"
+    ]
+    check = f" Measured / predicted: {', '.join(checked)}." if checked else ""
     if not model_ok:
         return (
-            "GIL disabled (free-threaded build): threads run Python in parallel, "
-            "so the GIL model does not apply; speedups above are measured only."
+            "GIL disabled (free-threaded build): threads run Python in parallel; the "
+            f"simulation without a GIL predicts {free} (kernel contention "
+            f"{m.get('kernel_contention', 0.0):.2f}).{check}"
         )
+    band = cal.get("predicted_2_band") or [cal["predicted_2"]] * 2
     return (
         f"p = {cal['p']:.2f} of a serial training step runs without the GIL "
         f"(GEMMs alone {cal['p_gemm']:.2f}"
-        + (f"; {cal['p_check_method']}: {cal['p_check']:.2f}" if "p_check" in cal else "")
+        + (
+            f"; {cal['p_check_method']}: {cal['p_check']:.2f}"
+            if _finite(cal.get("p_check"))
+            else ""
+        )
         + f"); per step {cal['python_time'] * 1e6:.0f} µs "
         f"Python vs {cal['numeric_time'] * 1e6:.0f} µs numeric, "
         f"{cal['releases_per_step']:.0f} GIL releases. Amdahl's ceiling for 2 threads "
-        f"{cal['amdahl_2']:.2f}x; with this machine's GIL hand-off cost "
-        f"({cal['handoff_s'] * 1e6:.2f} µs per release at this workload's kernel durations) "
-        f"{cal['predicted_2']:.2f}x."
+        f"{cal['amdahl_2']:.2f}x; simulating the threads' hand-offs of the GIL (wake-up "
+        f"{m.get('wake_s', 0.0) * 1e6:.0f} µs, release cost "
+        f"{m.get('release_cost_s', 0.0) * 1e6:.2f} µs, kernel contention "
+        f"{m.get('kernel_contention', 0.0):.2f}) predicts {cal['predicted_2']:.2f}x "
+        f"(band {band[0]:.2f}-{band[1]:.2f}x); untested here: {ahead or 'none'} threads, "
+        f"{free or 'none'} without a GIL.{check}"
     )
 
 

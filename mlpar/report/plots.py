@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .tables import format_value
 
-__all__ = ["plot_comparison", "plot_score_vs_params", "figures"]
+__all__ = ["plot_comparison", "plot_score_vs_params", "plot_predicted_vs_measured", "figures"]
 
 
 class _Figures:
@@ -96,6 +96,15 @@ def plot_comparison(doc, run_dir, plt):
     if doc.get("gil_enabled", True):
         paths.append(_plot_gil_split(groups, axis, run_dir / "gil_split.png", plt))
     paths.append(_plot_scaling(groups, doc["cores"], axis, run_dir / "scaling.png", plt))
+    points = [
+        (r["predicted"], r["speedup"], r["label"])
+        for g in groups
+        for r in g["summary"]
+        if r.get("predicted") and r.get("speedup") and r["label"] != "serial x1 blas1"
+    ]
+    paths.append(
+        plot_predicted_vs_measured(points, run_dir / "model_check.png", plt, "model check")
+    )
     paths.append(_plot_trial_times(groups, labels, run_dir / "trial_time.png", plt))
     return [path for path in paths if path is not None]
 
@@ -114,7 +123,7 @@ def _plot_speedup(doc, labels, axis, path, plt):
             ax.plot(*zip(*pts), marker="o", label=label)
     if doc.get("gil_enabled", True):
         for key, style, name in (
-            ("predicted", "--", "threads predicted (GIL model)"),
+            ("predicted", "--", "threads predicted (hand-off simulation)"),
             ("amdahl", ":", "threads, Amdahl only"),
         ):
             ys = [
@@ -131,6 +140,12 @@ def _plot_speedup(doc, labels, axis, path, plt):
             pts = [(x, y) for x, y in zip(xs, ys) if y is not None]
             if pts:
                 ax.plot(*zip(*pts), style, color="black", label=name)
+        bands = [
+            (x, b[0], b[1]) for x, g in zip(xs, groups) for b in [_threads_band(g, cores)] if b
+        ]
+        if bands:
+            bx, lo, hi = zip(*bands)
+            ax.fill_between(bx, lo, hi, color="black", alpha=0.12, label="prediction band")
     ax.axhline(1.0, color="grey", lw=0.8)
     ax.set_ylabel("speedup over serial (1 BLAS thread)")
     ax.set_xlabel(xname)
@@ -172,7 +187,7 @@ def _plot_scaling(groups, cores, axis, path, plt):
             pts = sorted(
                 (r["n_jobs"], r["speedup"])
                 for r in g["summary"]
-                if r["backend"] == backend and r["blas_threads"] == 1
+                if r["backend"] == backend and r["blas_threads"] == 1 and r["speedup"] is not None
             )
             if len(pts) > 1 or (pts and pts[0][0] > 1):
                 pts = [(1, 1.0)] + [p for p in pts if p[0] != 1] if pts[0][0] != 1 else pts
@@ -216,4 +231,53 @@ def _plot_trial_times(groups, labels, path, plt):
     ax.set_ylabel("seconds per trial")
     ax.set_yscale("log")
     ax.set_title("time per trial per backend")
+    return _save(fig, path, plt)
+
+
+def _threads_band(group, cores):
+    row = next(
+        (
+            r
+            for r in group["summary"]
+            if r["backend"] == "threads" and r["n_jobs"] == cores and r.get("predicted_band")
+        ),
+        None,
+    )
+    return row["predicted_band"] if row else None
+
+
+def plot_predicted_vs_measured(points, path, plt, title, *, note=None):
+    """Measured against predicted speedup, one dot per ``(predicted, measured, label)``.
+
+    The diagonal is a perfect prediction, the shaded wedge within 15% of it;
+    None when there is nothing to draw.
+    """
+    points = [(p, m, label) for p, m, label in points if p and m]
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    top = max(max(p, m) for p, m, _ in points) * 1.1
+    low = min(min(p, m) for p, m, _ in points) * 0.9
+    line = [low, top]
+    ax.plot(line, line, color="black", lw=0.8, label="measured = predicted")
+    ax.fill_between(
+        line,
+        [x * 0.85 for x in line],
+        [x * 1.15 for x in line],
+        color="grey",
+        alpha=0.2,
+        label="within 15%",
+    )
+    kinds = {}
+    for p, m, label in points:
+        kinds.setdefault(label, []).append((p, m))
+    for label, pts in kinds.items():
+        ax.plot(*zip(*pts), "o", label=label, alpha=0.8)
+    ax.set_xlabel("predicted speedup over serial")
+    ax.set_ylabel("measured speedup over serial")
+    ax.set_xlim(low, top)
+    ax.set_ylim(low, top)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title if note is None else f"{title}\n{note}", fontsize=9)
     return _save(fig, path, plt)
