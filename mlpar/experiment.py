@@ -122,10 +122,12 @@ def sweep_config(config, *, space=None, journal=None, resume=False, progress=Non
             return _halving(
                 config, space=space, journal=journal, resume=resume, progress=progress, **opts
             )
+        space = config.search_space() if space is None else space
         return sweep(
             MLPTrial(config.trial_base()),
-            config.search_space() if space is None else space,
-            n_iter=sw.n_iter,
+            space,
+            n_iter=sw.n_iter if sw.sampler is None else sw.sampler.n_trials,
+            sampler=_sampler(sw.sampler, space, opts),
             seeds=sw.seeds,
             random_state=sw.random_state,
             journal=journal,
@@ -133,6 +135,21 @@ def sweep_config(config, *, space=None, journal=None, resume=False, progress=Non
             progress=progress,
             **opts,
         )
+
+
+def _sampler(spec, space, opts):
+    """The ``sampler=`` of :func:`sweep` for a ``sweep.sampler`` section (None without one)."""
+    if spec is None:
+        return None
+    from .samplers import make_sampler
+
+    parallel = opts["backend"] != "serial" and opts.get("n_jobs") != 1
+    values = space.values() if isinstance(space, dict) else ()
+    categorical = any(not hasattr(v, "rvs") for v in values)
+    sampler = make_sampler(
+        spec.name, seed=spec.seed, n_jobs=2 if parallel else 1, categorical=categorical
+    )
+    return {"sampler": sampler, "metric": spec.metric, "mode": spec.direction}
 
 
 def halving_dir(journal):

@@ -236,3 +236,28 @@ def test_without_optuna_a_sampler_is_one_line_naming_the_extra(monkeypatch):
     with pytest.raises(ImportError, match=r"mlpar\[optuna\]") as info:
         sweep(quadratic, SPACE, n_iter=2, sampler="tpe-object", progress=False)
     assert "\n" not in str(info.value)
+
+
+def test_yaml_sampler_section_runs_tpe_and_records_the_study(tmp_path):
+    from mlpar.config import config_from_dict
+    from mlpar.experiment import sweep_config
+
+    config = config_from_dict(
+        {
+            "name": "t",
+            "data": {"dataset": "digits"},
+            "model": {"hidden": [8]},
+            "train": {"epochs": 1},
+            "sweep": {
+                "params": {"lr": {"loguniform": [1e-3, 1e-1]}, "batch_size": {"choice": [32, 64]}},
+                "sampler": {"name": "tpe", "n_trials": 4, "seed": 0},
+            },
+        }
+    )
+    assert config.to_dict()["sweep"]["sampler"]["n_trials"] == 4
+    journal = tmp_path / "j.jsonl"
+    result = sweep_config(config, journal=journal, progress=False, backend="serial")
+    assert sorted(r.sampler_trial for r in result) == list(range(4))
+    assert all(r.status == "ok" and r.params["batch_size"] in (32, 64) for r in result)
+    again = sweep_config(config, journal=journal, resume=True, progress=False, backend="serial")
+    assert len(again) == 4

@@ -169,6 +169,7 @@ class ExperimentConfig:
             out[key] = {f.name: plain(getattr(section, f.name)) for f in settings(type(section))}
         out["sweep"]["params"] = params_to_yaml(self.sweep.params) if self.sweep.params else None
         out["sweep"]["halving"] = self.sweep.halving and self.sweep.halving.to_yaml()
+        out["sweep"]["sampler"] = self.sweep.sampler and self.sweep.sampler.to_yaml()
         return out
 
     def to_yaml(self) -> str:

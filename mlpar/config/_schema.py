@@ -23,6 +23,7 @@ from ._checks import (
     plain,
     show,
 )
+from ._sampler import SamplerSpec, sampler_problems
 from ._sweepspec import HalvingSpec, SweepParams, has_distribution, n_configurations
 
 __all__ = [
@@ -191,6 +192,9 @@ class SweepConfig(_Section):
     # None: every configuration gets the full budget. A HalvingConfig: successive
     # halving over the configurations (see mlpar.halving).
     halving: object = _setting(None, HalvingSpec(lambda: TRIAL_CHECKS))
+    # None: grid or random search. A SamplerConfig: adaptive search with an
+    # Optuna sampler (see mlpar.config._sampler and mlpar.samplers).
+    sampler: object = _setting(None, SamplerSpec())
 
     @property
     def is_random_search(self) -> bool:
@@ -200,6 +204,9 @@ class SweepConfig(_Section):
     @classmethod
     def _consistency(cls, values, raw, path, problems):
         random = has_distribution(raw.get("params"))
+        if raw.get("sampler") is not None:
+            problems.extend(sampler_problems(values, random, path))
+            return
         n_iter = values["n_iter"]
         if random and n_iter is None:
             problems.append(
