@@ -261,3 +261,25 @@ def test_yaml_sampler_section_runs_tpe_and_records_the_study(tmp_path):
     assert all(r.status == "ok" and r.params["batch_size"] in (32, 64) for r in result)
     again = sweep_config(config, journal=journal, resume=True, progress=False, backend="serial")
     assert len(again) == 4
+
+
+def test_report_section_draws_optunas_plots_from_the_journal(tmp_path):
+    pytest.importorskip("matplotlib")
+    from mlpar.report._optuna import optuna_section
+
+    journal = tmp_path / "j.jsonl"
+    sweep(
+        quadratic,
+        SPACE,
+        n_iter=6,
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        journal=journal,
+        progress=False,
+    )
+    md = optuna_section(SweepResult.from_journal(journal), tmp_path)
+    assert md[0].startswith("## Optuna: RandomSampler on val_score (6 trials)")
+    assert (tmp_path / "optuna_history.png").stat().st_size > 1000
+    assert (tmp_path / "optuna_importance.png").stat().st_size > 1000
+    plain = sweep(quadratic, {"x": [0.0]}, journal=tmp_path / "k.jsonl", progress=False)
+    assert optuna_section(SweepResult.from_journal(tmp_path / "k.jsonl"), tmp_path) == []
+    assert plain[0].sampler_trial is None

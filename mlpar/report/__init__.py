@@ -243,6 +243,9 @@ def write_report(run_dir):
             if plots:
                 md += ["## Score vs each swept parameter", ""]
                 md += [f"![{p.stem}]({p.name})" for p in plots] + [""]
+        from ._optuna import optuna_section
+
+        md += optuna_section(result, run_dir)
     if compare.is_file():
         from ._compare import comparison_report
 
