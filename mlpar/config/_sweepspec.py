@@ -390,7 +390,8 @@ class HalvingSpec(Check):
             numeric = tuple(n for n, c in self.checks().items() if c.numeric is not None)
             return OneOf(lambda: numeric).collect(value, path, problems)
         if key in ("min_resource", "max_resource"):
-            check = self.checks().get(raw["resource"])
+            resource = raw["resource"]  # any YAML value; an unhashable one names no parameter
+            check = self.checks().get(resource) if isinstance(resource, str) else None
             if value is None:
                 problems.append(Problem(path, f"{path} is missing; it must be the "
                                               f"{raw['resource']} of the first rung"
