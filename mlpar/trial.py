@@ -13,14 +13,13 @@ with the same values are the same trial.
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 
 from .config import resolve_trial_params
 from .context import checkpoint_path, previous_checkpoint_path, trial_deadline
 from .data import DATASETS, load_splits, prepare_splits
 from .nn import StackMember, fit_mlp, fit_mlp_stack
+from .nn._checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = ["train_mlp", "MLPTrial", "build_estimator", "prepare_data"]
 
@@ -174,36 +173,26 @@ def _load_checkpoint(path, options):
     A checkpoint of other layer widths or dtype, or of the whole budget
     already, is not continued from: the trial restarts, which is correct.
     """
-    if path is None or not os.path.exists(path):
+    ckpt = load_checkpoint(path)
+    if ckpt is None:
         return None, 0
     import numpy as np
 
-    with np.load(path) as ckpt:
-        done, n = int(ckpt["epochs"]), int(ckpt["n_layers"])
-        coefs = [ckpt[f"coef_{i}"] for i in range(n)]
-        intercepts = [ckpt[f"intercept_{i}"] for i in range(n)]
-    widths = [w.shape[1] for w in coefs[:-1]]
+    widths = [w.shape[1] for w in ckpt.coefs[:-1]]
     if (
-        done >= options["max_iter"]
+        ckpt.epochs >= options["max_iter"]
         or widths != list(options["hidden_layer_sizes"])
-        or coefs[0].dtype != np.dtype(options["dtype"])
+        or ckpt.coefs[0].dtype != np.dtype(options["dtype"])
     ):
         return None, 0
-    return (coefs, intercepts), done
+    return ckpt.init, ckpt.epochs
 
 
 def _save_checkpoint(path, model, epochs):
-    """Save the weights and the epochs trained so far to ``path``, atomically."""
+    """Save the weights, optimizer buffers and epochs so far to ``path``, atomically."""
     if path is None or model.stop_reason == "diverged":
         return
-    import numpy as np
-
-    arrays = {f"coef_{i}": w for i, w in enumerate(model.coefs)}
-    arrays.update({f"intercept_{i}": b for i, b in enumerate(model.intercepts)})
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp.npz"
-    np.savez(tmp, epochs=epochs, n_layers=len(model.coefs), **arrays)
-    os.replace(tmp, path)
+    save_checkpoint(path, model, epochs=epochs)
 
 
 def _time_left():

@@ -354,3 +354,25 @@ def test_without_continuation_a_promoted_trial_restarts(tmp_path):
         continue_from=False,
     )
     assert [row.metrics["epochs_trained"] for row in out.rungs[1].result] == [3]
+
+
+def test_a_checkpoint_continues_adams_moments_and_step_count(tmp_path):
+    import numpy as np
+
+    from mlpar.nn import fit_mlp
+    from mlpar.nn._checkpoint import load_checkpoint, save_checkpoint
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 8))
+    y = (X[:, 0] > 0).astype(int)
+    kw = dict(task="classification", hidden_layer_sizes=(16,), random_state=3, warn_max_iter=False)
+    first = fit_mlp(X, y, max_iter=2, **kw)
+    save_checkpoint(tmp_path / "c.npz", first, epochs=2)
+    ckpt = load_checkpoint(tmp_path / "c.npz")
+    assert ckpt.epochs == 2 and ckpt.state["optimizer"]["t"] == first._optimizer.t
+    np.testing.assert_array_equal(ckpt.state["optimizer"]["m"], first._optimizer.m)
+    going_on = fit_mlp(X, y, max_iter=4, init=ckpt.init, **kw)
+    full = fit_mlp(X, y, max_iter=6, **kw)
+    assert going_on._optimizer.t == full._optimizer.t
+    assert len(going_on.loss_curve) == 6
+    assert abs(going_on.loss - full.loss) < 1e-3

@@ -26,6 +26,7 @@ from ._checks import (
     hidden_sizes,
     regression_targets,
 )
+from ._checkpoint import restore_state
 from ._engine import Network, forward
 from ._kernels import measure_timer_overhead, measure_wrapper_overhead
 from ._metrics import accuracy, output_score, r2_score
@@ -109,6 +110,7 @@ class FittedMLP:
     # What a continued fit needs (the estimators' warm_start and partial_fit).
     _optimizer: object = field(default=None, repr=False)
     _history: History | None = field(default=None, repr=False)
+    _rng: np.random.Generator | None = field(default=None, repr=False)  # for checkpoints
 
     @property
     def n_layers(self):
@@ -247,9 +249,12 @@ def fit_mlp(X, y, *, task, hidden_layer_sizes=(100,), activation="relu", solver=
         ``stop_reason`` instead.
     verbose : bool, default=False
         Print the loss after each epoch.
-    init : (coefs, intercepts) or None, default=None
-        Continue from these weights (a checkpoint's, say) for ``max_iter``
-        more epochs, with a fresh optimizer; None initializes (Glorot uniform).
+    init : (coefs, intercepts[, state]) or None, default=None
+        Continue from these weights for ``max_iter`` more epochs; None
+        initializes (Glorot uniform). With a checkpoint's ``state``
+        (``mlpar.nn._checkpoint``: ``load_checkpoint(path).init``) the
+        optimizer's buffers, the random stream and the stopping record go on
+        too; without it the optimizer starts fresh.
 
     Returns
     -------
@@ -349,9 +354,12 @@ def _fit_core(X, Y, hp, *, hidden, out_activation, n_classes, t_start, init=None
     rng = make_rng(hp.random_state)
     net = Network([X.shape[1], *hidden, Y.shape[1]], activation=hp.activation,
                   out_activation=out_activation, dtype=dtype)
-    if init is None:
+    state = init[2] if init is not None and len(init) > 2 else None
+    if init is None or state is not None:
+        # With a checkpoint's state, drawn and overwritten: the random stream (and
+        # with it an early-stopping hold-out) is then the one of the fit it continues.
         net.init_glorot(rng)
-    else:
+    if init is not None:
         shapes = [tuple(w.shape) for w in init[0]]
         if shapes != net.shapes:
             raise ValueError(
@@ -359,7 +367,7 @@ def _fit_core(X, Y, hp, *, hidden, out_activation, n_classes, t_start, init=None
                 f"hidden_layer_sizes={hp.hidden_layer_sizes!r} and the data give "
                 f"{net.shapes}; fit from scratch (warm_start=False)"
             )
-        net.load(*init)
+        net.load(*init[:2])
     opt = optimizer
     if not incremental or opt is None or (opt.solver, opt.dtype) != (hp.solver, dtype):
         opt = make_optimizer(
@@ -372,6 +380,8 @@ def _fit_core(X, Y, hp, *, hidden, out_activation, n_classes, t_start, init=None
     scorer = None
     if hp.early_stopping:
         X, Y, scorer = _hold_out(X, Y, net, rng, hp.validation_fraction, n_classes)
+    if state is not None:
+        restore_state(state, optimizer=opt, history=history, rng=rng)
     batch_size = _clip_batch_size(hp.batch_size, X.shape[0])
     outcome = train(
         net, opt, X, Y, history=history, rng=rng, batch_size=batch_size, alpha=hp.alpha,
@@ -390,6 +400,7 @@ def _fit_core(X, Y, hp, *, hidden, out_activation, n_classes, t_start, init=None
         validation_scores=history.validation_scores if es else None,
         best_validation_score=history.best_validation_score if es else None,
         stop_reason=outcome.stop_reason, t=history.t, _optimizer=opt, _history=history,
+        _rng=rng,
     )
     if hp.instrument:
         fitted.fit_stats = outcome.stats

@@ -83,6 +83,16 @@ class Adam:
         """``(m, v)``, first and second moment estimates (copies, unscaled)."""
         return self.m * (1.0 - self.beta_1), self.v * (1.0 - self.beta_2)
 
+    def state(self):
+        """The buffers and step count a continued fit needs: ``{"t", "m", "v"}`` (m, v scaled)."""
+        return {"t": self.t, "m": self.m, "v": self.v}
+
+    def load_state(self, state):
+        """Continue from :meth:`state` (buffers copied in place: bound closures keep theirs)."""
+        self.m[...] = state["m"]
+        self.v[...] = state["v"]
+        self.t = int(state["t"])
+
     def bind(self, params, grad, n_coef, kernels=PLAIN_KERNELS):
         """Return ``update(l2) -> l2 * sum(W ** 2)``: one Adam step along ``grad + l2 * W``.
 
@@ -146,6 +156,14 @@ class SGD:
     @property
     def dtype(self):
         return self.velocity.dtype
+
+    def state(self):
+        """The buffer a continued fit needs: ``{"velocity"}``."""
+        return {"velocity": self.velocity}
+
+    def load_state(self, state):
+        """Continue from :meth:`state` (copied in place)."""
+        self.velocity[...] = state["velocity"]
 
     def bind(self, params, grad, n_coef, kernels=PLAIN_KERNELS):
         """Return ``update(l2) -> l2 * sum(W ** 2)``: one SGD step along ``grad + l2 * W``."""
