@@ -82,7 +82,7 @@ def check_experiment(config, *, run_dir=None, connect=True):
 
 def _has_journal(run_dir):
     journal = run_dir / JOURNAL_FILE
-    return (journal.is_file() and journal.stat().st_size > 0) or halving_dir(journal).is_dir()
+    return journal.is_file() and journal.stat().st_size > 0
 
 
 def _has_trials(run_dir):
@@ -118,16 +118,13 @@ def sweep_config(config, *, space=None, journal=None, resume=False, progress=Non
     with _scheduler(opts["backend"], address, ex.connect_timeout) as client:
         if opts["backend"] == "dask":
             opts["address"] = client
-        if sw.halving is not None:
-            return _halving(
-                config, space=space, journal=journal, resume=resume, progress=progress, **opts
-            )
         space = config.search_space() if space is None else space
         return sweep(
             MLPTrial(config.trial_base()),
             space,
             n_iter=sw.n_iter if sw.sampler is None else sw.sampler.n_trials,
             sampler=_sampler(sw.sampler, space, opts),
+            halving=None if sw.halving is None else sw.halving.to_yaml(),
             seeds=sw.seeds,
             random_state=sw.random_state,
             journal=journal,
@@ -150,63 +147,6 @@ def _sampler(spec, space, opts):
         spec.name, seed=spec.seed, n_jobs=2 if parallel else 1, categorical=categorical
     )
     return {"sampler": sampler, "metric": spec.metric, "mode": spec.direction}
-
-
-def halving_dir(journal):
-    """The folder of the rung journals of a halving run whose journal would be ``journal``."""
-    journal = Path(journal)
-    return journal.with_name(f"{journal.stem}.rungs")
-
-
-def _halving(config, *, space, journal, resume, progress, **opts):
-    """The halving branch of :func:`sweep_config`: every rung's rows as one SweepResult.
-
-    Rows are re-indexed rung after rung (their params carry the resource); the
-    :class:`~mlpar.halving.HalvingResult` is the ``halving`` attribute.
-    """
-    import dataclasses
-
-    from .halving import successive_halving
-    from .results import SweepResult
-
-    sw, h = config.sweep, config.sweep.halving
-    out = successive_halving(
-        MLPTrial(config.trial_base()),
-        config.search_space() if space is None else space,
-        resource=h.resource,
-        min_resource=h.min_resource,
-        max_resource=h.max_resource,
-        factor=h.factor,
-        metric=h.metric,
-        mode=h.direction,
-        n_iter=sw.n_iter,
-        seeds=sw.seeds,
-        random_state=sw.random_state,
-        resume=resume,
-        progress=progress,
-        journal_dir=None if journal is None else halving_dir(journal),
-        **opts,
-    )
-    rows, offset = [], 0
-    for rung in out.rungs:
-        rows.extend(dataclasses.replace(row, index=offset + row.index) for row in rung.result)
-        offset += len(rung.result)
-    last = out.rungs[-1].result
-    used, full = out.budget()
-    info = {
-        **last.info,
-        "halving": {
-            **h.to_yaml(),
-            "resources": out.resources,
-            "budget_used": used,
-            "budget_full": full,
-        },
-    }
-    result = SweepResult(
-        rows, info=info, wall_time=sum(r.result.wall_time or 0.0 for r in out.rungs)
-    )
-    result.halving = out
-    return result
 
 
 def _write_summary(result, path):

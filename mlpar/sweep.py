@@ -9,6 +9,7 @@ or random space here.
 
 import math
 
+from .halving import run_halving
 from .results import SweepResult
 from .search import GridSource, run_source
 from .space import expand_space
@@ -35,6 +36,7 @@ def sweep(
     address=None,
     stack=None,
     sampler=None,
+    halving=None,
 ):
     """Run ``fn`` on every trial of a search space, in parallel, and collect the results.
 
@@ -126,6 +128,20 @@ def sweep(
         exception, a crash, a timeout) is re-run one trial at a time, so a bad
         trial costs only itself.
 
+    sampler : optuna sampler, str or dict, default=None
+        Ask an Optuna sampler for the trials (see :mod:`mlpar.samplers`).
+    halving : dict, default=None
+        Successive halving or ASHA over the configurations, with keys
+        ``resource`` (default ``'epochs'``), ``min_resource``,
+        ``max_resource``, ``factor`` (3), ``metric`` (``'val_score'``),
+        ``metric_mode`` (None: ``min`` for losses, ``max`` otherwise) and
+        ``mode`` (``'sync'``, or ``'async'`` for ASHA); see
+        :func:`mlpar.halving.successive_halving`. Every row carries ``rung``
+        and ``resource``, ``best()`` ranks the last rung, and the result's
+        ``halving`` attribute is the :class:`~mlpar.halving.HalvingResult`.
+        Promoted trials continue from their checkpoint (``epochs`` only), kept
+        beside the journal in ``<journal stem>.checkpoints/``.
+
     Returns
     -------
     result : SweepResult
@@ -169,16 +185,10 @@ def sweep(
     >>> result.summary()["n_ok"]
     [2, 2]
     """
-    source = _source(space, n_iter=n_iter, seeds=seeds, random_state=random_state, sampler=sampler)
-    if sampler is not None:
-        stack = None  # asked one free worker at a time: nothing to stack
-    return run_source(
-        fn,
-        source,
+    options = dict(
         backend=backend,
         n_jobs=n_jobs,
         blas_threads=blas_threads,
-        header={"random_state": int(random_state), "seeds": int(seeds), "n_iter": n_iter},
         timeout=timeout,
         retries=retries,
         error_score=error_score,
@@ -186,7 +196,29 @@ def sweep(
         resume=resume,
         progress=progress,
         address=address,
+    )
+    if halving is not None:
+        if sampler is not None:
+            raise ValueError("sampler and halving do not combine yet: use one of them")
+        return run_halving(
+            fn,
+            space,
+            halving,
+            n_iter=n_iter,
+            seeds=seeds,
+            random_state=random_state,
+            stack=stack,
+            **options,
+        )
+    source = _source(space, n_iter=n_iter, seeds=seeds, random_state=random_state, sampler=sampler)
+    if sampler is not None:
+        stack = None  # asked one free worker at a time: nothing to stack
+    return run_source(
+        fn,
+        source,
+        header={"random_state": int(random_state), "seeds": int(seeds), "n_iter": n_iter},
         stack=stack,
+        **options,
     )
 
 

@@ -1,4 +1,4 @@
-"""Synchronous successive halving: rungs, promotion, determinism across backends, resume."""
+"""Successive halving (sync): rungs, promotion, determinism across backends, resume."""
 
 import math
 import re
@@ -63,7 +63,7 @@ def test_mode_min_and_the_known_direction_of_loss():
         max_resource=2,
         factor=2,
         metric="loss",
-        mode="max",
+        metric_mode="max",
     )
     assert flipped.rungs[0].promoted == [{"x": 1}, {"x": 2}]
 
@@ -202,28 +202,30 @@ class Toy:
 def test_resume_mid_rung_gives_the_same_rows(tmp_path):
     space = {"x": list(range(9))}
     kw = dict(min_resource=1, max_resource=9, metric="score")
-    whole = successive_halving(Toy(), space, journal_dir=tmp_path / "whole", **kw)
+    whole = successive_halving(Toy(), space, journal=tmp_path / "whole.jsonl", **kw)
+    cut = tmp_path / "cut.jsonl"
     with pytest.raises(KeyboardInterrupt):  # mid-rung 1, after one of its trials
-        successive_halving(Toy(interrupt_at=2), space, journal_dir=tmp_path / "cut", **kw)
-    _, done = read_journal(tmp_path / "cut" / "rung-1.jsonl")
-    assert len(done) == 1
-    resumed = successive_halving(Toy(), space, journal_dir=tmp_path / "cut", resume=True, **kw)
+        successive_halving(Toy(interrupt_at=2), space, journal=cut, **kw)
+    _, done = read_journal(cut)
+    assert [row.rung for row in done] == [0] * 9 + [1]
+    resumed = successive_halving(Toy(), space, journal=cut, resume=True, **kw)
     assert comparable(resumed) == comparable(whole)
     with pytest.raises(FileExistsError):
-        successive_halving(Toy(), space, journal_dir=tmp_path / "cut", **kw)
+        successive_halving(Toy(), space, journal=cut, **kw)
 
 
 @pytest.mark.parametrize(
     "options, kind, message",
     [
-        (dict(factor=1), ValueError, "factor must be an integer >= 2"),
+        (dict(factor=1), ValueError, "halving factor must be an integer >= 2"),
         (
             dict(min_resource=10, max_resource=3),
             ValueError,
-            "min_resource must be at most max_resource (3), got 10",
+            "halving min_resource must be at most max_resource (3), got 10",
         ),
         (dict(min_resource=0), ValueError, "min_resource must be a positive number, got 0"),
-        (dict(mode="up"), ValueError, "mode must be 'max' or 'min', got 'up'"),
+        (dict(metric_mode="up"), ValueError, "metric_mode must be 'max' or 'min', got 'up'"),
+        (dict(mode="fast"), ValueError, "halving mode must be 'sync' or 'async' (ASHA)"),
         (dict(resource=3), TypeError, "resource must be the name of a numeric trial parameter"),
         (dict(resource="x"), ValueError, "resource 'x' must not be swept in the space"),
         (
@@ -231,7 +233,8 @@ def test_resume_mid_rung_gives_the_same_rows(tmp_path):
             ValueError,
             "metric 'acc' is not reported by the trials; they report loss, score",
         ),
-        (dict(resume=True), ValueError, "resume=True needs the journals"),
+        (dict(resume=True), ValueError, "resume=True needs the journal"),
+        (dict(stack=4), ValueError, "stack=4 does not combine with halving"),
     ],
 )
 def test_bad_options_say_what_is_wrong(options, kind, message):
@@ -243,7 +246,9 @@ def test_bad_options_say_what_is_wrong(options, kind, message):
 def test_n_iter_below_factor_is_refused():
     from scipy.stats import uniform
 
-    with pytest.raises(ValueError, match=re.escape("n_iter must be at least factor (3)")):
+    with pytest.raises(
+        ValueError, match=re.escape("n_iter must be at least the halving factor (3)")
+    ):
         successive_halving(
             toy, {"x": uniform(0, 1)}, n_iter=2, min_resource=1, max_resource=3, metric="score"
         )
@@ -282,12 +287,9 @@ def test_a_halving_config_runs_and_resumes_from_the_cli(tmp_path, monkeypatch):
     ]
     assert main(["run", str(config), *sets]) == 0
     (run_dir,) = (tmp_path / "runs" / "halving").iterdir()
-    assert sorted(p.name for p in (run_dir / "results.rungs").iterdir()) == [
-        "checkpoints",
-        "rung-0.jsonl",
-        "rung-1.jsonl",
-    ]
-    assert len(list((run_dir / "results.rungs" / "checkpoints").iterdir())) == 2
+    _, rows = read_journal(run_dir / "results.jsonl")
+    assert [row.rung for row in rows] == [0] * 6 + [1] * 2
+    assert len(list((run_dir / "results.checkpoints").iterdir())) == 2
     assert load_config(run_dir / "config.yaml").sweep.halving.max_resource == 3
     header = (run_dir / "summary.csv").read_text().splitlines()[0]
     assert header.startswith("rung,resource,key")
@@ -324,7 +326,7 @@ def test_promoted_trials_continue_from_their_checkpoints(tmp_path, backend):
     out = successive_halving(
         mlpar.train_mlp,
         space,
-        journal_dir=tmp_path / backend,
+        journal=tmp_path / f"{backend}.jsonl",
         backend=backend,
         n_jobs=2 if backend != "serial" else None,
         **kw,
@@ -333,10 +335,13 @@ def test_promoted_trials_continue_from_their_checkpoints(tmp_path, backend):
     for row in out.rungs[1].result:
         assert row.metrics["epochs_continued_from"] == 1
         assert row.metrics["epochs"] == 3 and row.metrics["epochs_trained"] == 2
-    kept = sorted(p.name for p in (tmp_path / backend / "checkpoints").iterdir())
-    assert len(kept) == 2 and all(name.endswith("-0-rung1.npz") for name in kept)
+    kept = sorted(p.name for p in (tmp_path / f"{backend}.checkpoints").iterdir())
+    survivors = [row for row in out.rungs[1].result]
+    assert kept == sorted(
+        f"{config_key(row.params, 'epochs')}-{row.seed}-rung1.npz" for row in survivors
+    )
     if backend == "processes":
-        serial = successive_halving(mlpar.train_mlp, space, journal_dir=tmp_path / "s", **kw)
+        serial = successive_halving(mlpar.train_mlp, space, journal=tmp_path / "s.jsonl", **kw)
         keep = ("val_score", "loss", "epochs")
         assert [[{k: row.metrics[k] for k in keep} for row in r.result] for r in out.rungs] == [
             [{k: row.metrics[k] for k in keep} for row in r.result] for r in serial.rungs
@@ -350,10 +355,12 @@ def test_without_continuation_a_promoted_trial_restarts(tmp_path):
         space,
         min_resource=1,
         max_resource=3,
-        journal_dir=tmp_path,
-        continue_from=False,
+        journal=tmp_path / "r.jsonl",
+        checkpoints=False,
     )
-    assert [row.metrics["epochs_trained"] for row in out.rungs[1].result] == [3]
+    (row,) = out.rungs[1].result
+    assert row.metrics["epochs"] == 3 and "epochs_continued_from" not in row.metrics
+    assert not (tmp_path / "r.checkpoints").exists()
 
 
 def test_a_checkpoint_continues_adams_moments_and_step_count(tmp_path):

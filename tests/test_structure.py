@@ -29,7 +29,7 @@ LAYERS = {
     "search": 4,
     "samplers": 5,
     "sweep": 6,
-    "halving": 7,
+    "halving": 5,
     "experiment": 8,
     "analysis": 9,
     "report": 10,

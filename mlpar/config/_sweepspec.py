@@ -312,7 +312,7 @@ def data_problems(cands):
 
 # ---------------------------------------------------------------- halving
 
-HALVING_MODES = ("sync",)  # "async" (ASHA) is not implemented yet
+HALVING_MODES = ("sync", "async")  # async: ASHA
 #: The metrics of train_mlp that can rank configurations, with their direction.
 HALVING_METRICS = {"val_score": "max", "test_score": "max", "loss": "min", "best_loss": "min"}
 
@@ -381,10 +381,6 @@ class HalvingSpec(Check):
 
     def _one(self, key, value, path, raw, problems):
         if key == "mode":
-            if value == "async":
-                problems.append(Problem(path, f"{path} must be sync (async, ASHA, is not "
-                                              f"implemented yet), got {show(value)}"))
-                return INVALID
             return OneOf(lambda: HALVING_MODES).collect(value, path, problems)
         if key == "resource":
             numeric = tuple(n for n, c in self.checks().items() if c.numeric is not None)

@@ -1,9 +1,11 @@
 """Checkpoints between rungs: which file each trial saves to and continues from.
 
-A rung's trial function is wrapped in :class:`RungTrial`, which sets the
-trial's :func:`mlpar.context.checkpoint_path` and
-:func:`~mlpar.context.previous_checkpoint_path` around the call. The wrapper
-is pickled with the trial, so every backend sees the same paths.
+A halving search wraps its trial function in :class:`HalvingTrial`, which
+sets :func:`mlpar.context.checkpoint_path` and
+:func:`~mlpar.context.previous_checkpoint_path` around each call. The paths
+are a pure function of the trial's parameters and seed (its configuration,
+its rung), so the wrapper is pickled once and every backend, worker and
+resumed run sees the same files.
 """
 
 from __future__ import annotations
@@ -12,58 +14,54 @@ from pathlib import Path
 
 from ..context import _checkpoint_scope
 from ..search import callable_name as _callable_name
-from ..space import canonical_json, expand_space
 from ._rungs import config_key
 
-__all__ = ["RungTrial", "rung_checkpoints", "drop_checkpoints"]
+__all__ = ["HalvingTrial", "checkpoint_file"]
 
 
-def _name(params, repeat, resource, rung):
-    base = {k: v for k, v in params.items() if k != resource}
-    return f"{config_key(base, resource)}-{repeat}-rung{rung}.npz"
+def checkpoint_file(folder, ckey, seed, rung):
+    """The checkpoint of configuration ``ckey``, seed ``seed``, after rung ``rung``."""
+    return Path(folder) / f"{ckey}-{seed}-rung{rung}.npz"
 
 
-def rung_checkpoints(folder, rung_space, *, rung, resource, seeds, random_state, continues):
-    """``{"<params>#<seed>": (save path, load path or None)}`` for every trial of a rung."""
-    folder = Path(folder)
-    paths = {}
-    for t in expand_space(rung_space, seeds=seeds, random_state=random_state):
-        load = (
-            folder / _name(t.params, t.repeat, resource, rung - 1)
-            if continues and rung > 0
-            else None
-        )
-        paths[f"{canonical_json(t.params)}#{t.seed}"] = (
-            str(folder / _name(t.params, t.repeat, resource, rung)),
-            None if load is None else str(load),
-        )
-    return paths
+class HalvingTrial:
+    """``fn`` with the checkpoint paths of its configuration and rung set in its context.
 
+    Parameters
+    ----------
+    fn : callable
+        The trial function.
+    folder : path-like or None
+        Where checkpoints live; None: no checkpoint paths (every rung restarts).
+    resource : str
+    resources : list
+        The resource of every rung: a trial's rung is the position of its
+        resource value there.
+    continues : bool
+        Whether a promoted trial is offered the previous rung's checkpoint.
+    """
 
-def drop_checkpoints(folder, *, rung, keep, resource):
-    """Delete the previous rung's checkpoints, and this rung's of configurations not kept."""
-    keep = {config_key(p, resource) for p in keep}
-    for path in Path(folder).glob("*.npz"):
-        key, _, tag = path.stem.rpartition("-")
-        if tag == f"rung{rung - 1}" or (
-            tag == f"rung{rung}" and key.rpartition("-")[0] not in keep
-        ):
-            path.unlink(missing_ok=True)
-
-
-class RungTrial:
-    """``fn`` with the checkpoint paths of its rung set in the trial's context."""
-
-    def __init__(self, fn, paths):
-        self.fn, self.paths = fn, paths
+    def __init__(self, fn, folder, *, resource, resources, continues):
+        self.fn, self.folder = fn, None if folder is None else str(folder)
+        self.resource, self.resources, self.continues = resource, list(resources), continues
 
     @property
     def sweep_identity(self):
-        """The wrapped function's name: resume compares it, not the paths."""
+        """The wrapped function's name: resume compares it, not the checkpoint folder."""
         return _callable_name(self.fn)
 
+    def paths(self, params, seed):
+        """``(save, load)`` for this trial: None where there is nothing to save or load."""
+        if self.folder is None:
+            return None, None
+        rung = self.resources.index(params[self.resource])
+        ckey = config_key(params, self.resource)
+        save = checkpoint_file(self.folder, ckey, seed, rung)
+        load = checkpoint_file(self.folder, ckey, seed, rung - 1)
+        return save, load if self.continues and rung > 0 else None
+
     def __call__(self, params, seed):
-        save, load = self.paths.get(f"{canonical_json(params)}#{seed}", (None, None))
+        save, load = self.paths(params, seed)
         with _checkpoint_scope(save, load):
             return self.fn(params, seed)
 

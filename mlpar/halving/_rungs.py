@@ -12,7 +12,6 @@ import numbers
 from ..space import canonical_json, trial_key
 
 __all__ = [
-    "check_halving",
     "rung_resources",
     "n_promoted",
     "rank_configurations",
@@ -26,38 +25,6 @@ METRIC_MODES = {"val_score": "max", "test_score": "max", "loss": "min", "best_lo
 
 def _is_number(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def check_halving(*, resource, min_resource, max_resource, factor, metric, mode):
-    """Raise TypeError/ValueError naming the option for malformed halving options.
-
-    Returns
-    -------
-    mode : {'max', 'min'}
-        ``mode``, or the known direction of ``metric`` when ``mode`` is None.
-    """
-    if not isinstance(resource, str) or not resource:
-        raise TypeError(
-            f"resource must be the name of a numeric trial parameter (a str), got {resource!r}"
-        )
-    for name, value in (("min_resource", min_resource), ("max_resource", max_resource)):
-        if not _is_number(value) or not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
-    if min_resource > max_resource:
-        raise ValueError(
-            f"min_resource must be at most max_resource ({max_resource!r}), got {min_resource!r}"
-        )
-    if isinstance(factor, bool) or not isinstance(factor, numbers.Integral) or factor < 2:
-        raise ValueError(
-            f"factor must be an integer >= 2 (keep the best 1/factor of each rung), got {factor!r}"
-        )
-    if not isinstance(metric, str) or not metric:
-        raise TypeError(f"metric must be the name of a metric the trials report, got {metric!r}")
-    if mode is None:
-        mode = METRIC_MODES.get(metric, "max")
-    if mode not in ("max", "min"):
-        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-    return mode
 
 
 def rung_resources(min_resource, max_resource, factor):

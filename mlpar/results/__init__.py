@@ -76,6 +76,8 @@ class SweepResult:
         self.rows = sorted(rows, key=lambda r: r.index)
         self.info = dict(info or {})
         self.wall_time = wall_time
+        #: For a halving search, its :class:`~mlpar.halving.HalvingResult`; else None.
+        self.halving = None
 
     def __iter__(self):
         return iter(self.rows)
@@ -211,10 +213,21 @@ class SweepResult:
         ------
         ValueError
             If no trial reported ``metric`` or no configuration has a finite mean.
+
+        Notes
+        -----
+        For a halving search (rows with a ``rung``), only the last rung ranks.
         """
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-        summary = self.summary(mode=mode)
+        rungs = [row.rung for row in self.rows if row.rung is not None]
+        # Halving: only the last rung's configurations had the full budget.
+        ranked = (
+            SweepResult([r for r in self.rows if r.rung == max(rungs)], info=self.info)
+            if rungs
+            else self
+        )
+        summary = ranked.summary(mode=mode)
         if f"mean_{metric}" not in summary:
             names = [k[5:] for k in summary if k.startswith("mean_")]
             raise ValueError(f"no trial reported metric {metric!r}; the metrics are {names}")

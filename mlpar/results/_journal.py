@@ -33,7 +33,7 @@ _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 # Header fields that define *which* sweep a journal belongs to; a journal
 # may be resumed with another backend, n_jobs or timeout, never another one of these.
-IDENTITY_FIELDS = ("fn", "trials", "random_state", "seeds", "n_iter")
+IDENTITY_FIELDS = ("fn", "trials", "random_state", "seeds", "n_iter", "halving")
 
 
 def _now_iso():
@@ -149,7 +149,8 @@ class Journal:
     """The append-only JSONL record of a sweep, written as trials finish.
 
     The first line is a header (``{"type": "header", ...}``) with the sweep's
-    identity; every other line is a :class:`TrialRow` with ``"type": "trial"``,
+    identity; every other line is a :class:`TrialRow` with ``"type": "trial"``
+    or a search's decision with ``"type": "event"`` (ASHA's promotions),
     written and flushed the moment its trial is final, from the sweep's own
     process only. A crash therefore loses at most the line being written,
     which :func:`read_journal` recognises as torn.
@@ -159,6 +160,9 @@ class Journal:
 
     def __init__(self, path, file):
         self.path = path
+        #: The ``{"type": "event"}`` records read when resuming (a search's
+        #: decisions, see :meth:`event`), in journal order.
+        self.events = []
         self._file = file
         self._lock = threading.Lock()
 
@@ -208,7 +212,9 @@ class Journal:
             # Cut a torn last line so that appended rows start on a fresh line.
             file.truncate(good)
             file.seek(good)
-            return cls(path, file), rows
+            journal = cls(path, file)
+            journal.events = [r for r in records[1:] if r.get("type") == "event"]
+            return journal, rows
         path.parent.mkdir(parents=True, exist_ok=True)
         journal = cls(path, open(path, "wb"))
         journal._write(
@@ -226,6 +232,14 @@ class Journal:
     def append(self, row):
         """Write one final row and flush it."""
         self._write({"type": "trial", **row.to_dict()})
+
+    def event(self, record):
+        """Write one decision of the search (``{"type": "event", ...}``) and flush it.
+
+        Readers of rows skip events; a resumed search gets them back in
+        :attr:`events` and replays them instead of deciding again.
+        """
+        self._write({**record, "type": "event"})
 
     def close(self):
         """Close the file."""

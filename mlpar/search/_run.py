@@ -232,10 +232,13 @@ def run_source(
         if journal is not None:
             record, done = Journal.open(journal, info, resume=resume)
             context.enter_context(record)
+        if record is not None:
+            source.replay(record.events)
         source.resume(done)
         # Asked before any worker starts: a finished sweep starts none, and
         # fn.prepare (train_mlp builds its data cache there) runs first.
         first = source.ask(max(1, runner.n_jobs or 1))
+        _record_events(source, record)
         total = source.total
         bar = _Progress(progress, total=total, initial=len(done))
         context.callback(bar.close)
@@ -258,6 +261,13 @@ def run_source(
             else []
         )
     return SweepResult(done + rows, info=info, wall_time=time.perf_counter() - t0)
+
+
+def _record_events(source, journal):
+    """Journal the decisions of the source's last ask, before their trials start."""
+    for event in source.events():
+        if journal is not None:
+            journal.event(event)
 
 
 def _prepare(fn, batch):
@@ -344,6 +354,7 @@ class _Schedule:
             while len(running) < backend.capacity:
                 if not self.pending:
                     batch = self.source.ask(backend.capacity - len(running))
+                    _record_events(self.source, self.journal)
                     if not batch:
                         break
                     _prepare(self.fn, batch)

@@ -35,8 +35,20 @@ class Source:
     header: dict = {}
     total: int | None = None
 
+    def replay(self, events):
+        """The journal's event records (decisions this source wrote), before :meth:`resume`."""
+
     def resume(self, rows):
         """Rows already recorded in the journal: replay them, do not run them again."""
+
+    def events(self):
+        """Decisions taken by the last :meth:`ask`, as dicts to journal; drained on reading.
+
+        The loop writes them to the journal before it starts the trials they
+        decided, so a resumed search replays every decision whose trial may
+        have run, instead of deciding again (see :meth:`replay`).
+        """
+        return []
 
     def ask(self, free):
         """Trials to start now, as ``[(index, Trial), ...]``; ``[]`` while waiting.

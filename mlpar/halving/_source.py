@@ -1,0 +1,277 @@
+"""Successive halving and ASHA as sources of :func:`mlpar.search.run_source`.
+
+A *job* is one configuration at one rung: ``seeds`` trials whose parameters
+carry the rung's resource. :class:`SyncHalving` asks for a whole rung at once
+and decides the next one when its last row arrives, so the rows are a pure
+function of the configurations and their metrics (the same on every backend,
+and after any resume). :class:`AsyncHalving` (ASHA) decides whenever a worker
+frees up: it promotes a configuration in the top ``1/factor`` of its rung's
+finished jobs, else starts a new configuration; no worker waits for a rung.
+Its decisions depend on completion order, so each one is journaled as an
+event and a resumed run replays them instead of deciding again.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ..search import Source
+from ..space import Trial, fingerprint, trial_key, trial_seed
+from ._continue import checkpoint_file
+from ._rungs import config_key, n_promoted
+
+__all__ = ["SyncHalving", "AsyncHalving", "make_source"]
+
+
+class _Job:
+    """One configuration at one rung: its trials, and the rows told so far."""
+
+    def __init__(self, cindex, rung, trials):
+        self.cindex, self.rung, self.trials = cindex, rung, trials
+        self.rows = {}
+        self.promoted = False
+
+    @property
+    def complete(self):
+        return len(self.rows) == len(self.trials)
+
+
+class _Halving(Source):
+    """What both schedules share: configurations, jobs, ranking and checkpoints."""
+
+    def __init__(self, configs, spec, *, seeds, random_state, error_score, checkpoints):
+        self.configs, self.spec = list(configs), spec
+        self.seeds, self.random_state = int(seeds), int(random_state)
+        self.error_score = math.nan if error_score == "raise" else float(error_score)
+        self.resources = spec.resources
+        self.ckeys = [config_key(c, spec.resource) for c in self.configs]
+        self.checkpoints = None if checkpoints is None else Path(checkpoints)
+        self.jobs, self.by_key, self.told = {}, {}, set()
+        self.next_index, self.finished, self._events = 0, False, []
+        self.sign = -1.0 if spec.metric_mode == "max" else 1.0
+        rung0 = [t for c in range(len(self.configs)) for t in self._trials(c, 0, advance=False)]
+        # The journal's identity: rung 0's trials, and the halving settings.
+        self.header = {
+            "trials": fingerprint(rung0),
+            "n_trials": None,
+            "halving": spec.to_dict(),
+        }
+        n, total = len(self.configs), 0
+        for _ in self.resources:
+            total, n = total + n * self.seeds, n_promoted(n, spec.factor)
+        self.total = total  # what sync runs when nothing fails; ASHA's is close
+
+    # ------------------------------------------------------------ jobs
+    def _trials(self, cindex, rung, *, advance=True):
+        base = self.configs[cindex]
+        params = {**base, self.spec.resource: self.resources[rung]}
+        out = []
+        for repeat in range(self.seeds):
+            # One seed per configuration and repeat, the same in every rung:
+            # a restarted trial replays its earlier rung's start.
+            seed = trial_seed(self.random_state, trial_key(base, repeat))
+            out.append(Trial(trial_key(params, repeat), params, repeat, seed))
+        if advance:
+            out = [(self.next_index + i, t) for i, t in enumerate(out)]
+            self.next_index += len(out)
+        return out
+
+    def _start(self, cindex, rung):
+        """Create the job of configuration ``cindex`` at ``rung``; returns its indexed trials."""
+        trials = self._trials(cindex, rung)
+        job = self.jobs[(cindex, rung)] = _Job(cindex, rung, [t for _, t in trials])
+        for _, t in trials:
+            self.by_key[t.key] = job
+        if rung > 0:
+            self.jobs[(cindex, rung - 1)].promoted = True
+        return trials
+
+    def value(self, job):
+        """A complete job's mean metric over seeds; a repeat not ``ok`` counts as error_score."""
+        values = []
+        for row in job.rows.values():
+            v = row.metrics.get(self.spec.metric) if row.status == "ok" else self.error_score
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+            values.append(float(v) if ok else self.error_score)
+        return math.fsum(values) / len(values)
+
+    def ranking(self, rung):
+        """The complete jobs of ``rung``, best first (NaN last, ties by configuration key)."""
+        jobs = [j for (c, r), j in self.jobs.items() if r == rung and j.complete]
+
+        def order(job):
+            v = self.value(job)
+            return (math.isnan(v), 0.0 if math.isnan(v) else self.sign * v, self.ckeys[job.cindex])
+
+        return sorted(jobs, key=order)
+
+    # ------------------------------------------------------------ protocol
+    def row_fields(self, trial):
+        job = self.by_key[trial.key]
+        return {"rung": job.rung, "resource": self.resources[job.rung]}
+
+    def tell(self, row):
+        self._check_metric(row)
+        job = self.by_key.get(row.key)
+        if job is None:
+            return
+        job.rows[row.key] = row
+        self.told.add(row.key)
+        if job.complete and job.rung > 0:
+            # The previous rung's checkpoint has served its purpose.
+            self._drop(job.cindex, job.rung - 1)
+        self._after(job)
+
+    def _check_metric(self, row):
+        if row.status == "ok" and self.spec.metric not in row.metrics:
+            names = sorted(row.metrics)
+            raise ValueError(
+                f"halving metric {self.spec.metric!r} is not reported by the trials; "
+                f"they report {', '.join(names) or 'nothing'}; set metric to one of those"
+            )
+
+    def events(self):
+        out, self._events = self._events, []
+        return out
+
+    # ------------------------------------------------------------ checkpoints
+    def _drop(self, cindex, rung):
+        if self.checkpoints is None:
+            return
+        for t in self._trials(cindex, rung, advance=False):
+            checkpoint_file(self.checkpoints, self.ckeys[cindex], t.seed, rung).unlink(
+                missing_ok=True
+            )
+
+    def _finish(self):
+        """The search is over: keep only the final survivors' checkpoints."""
+        if self.finished:
+            return
+        self.finished = True
+        top = max((r for _, r in self.jobs), default=0)
+        for cindex, rung in list(self.jobs):
+            if rung < top:
+                self._drop(cindex, rung)
+
+    def _after(self, job):
+        """Hook: a row of ``job`` arrived."""
+
+
+class SyncHalving(_Halving):
+    """Synchronous successive halving: a rung at a time, deterministic."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rung, self.asked, self.members = 0, False, list(range(len(self.configs)))
+        self._queue = []
+
+    def _open_rung(self):
+        """Create the current rung's jobs; returns their trials."""
+        self.asked = True
+        return [item for c in self.members for item in self._start(c, self.rung)]
+
+    def _after(self, job):
+        rung_jobs = [self.jobs[(c, self.rung)] for c in self.members]
+        if not self.asked or not all(j.complete for j in rung_jobs):
+            return
+        if self.rung == len(self.resources) - 1:
+            self._finish()  # the last rung: all of it survives
+            return
+        ranking = self.ranking(self.rung)
+        # A configuration whose mean is NaN failed: it is never promoted.
+        keep = ranking[: n_promoted(len(rung_jobs), self.spec.factor)]
+        keep = [j for j in keep if not math.isnan(self.value(j))]
+        kept = {j.cindex for j in keep}
+        for j in rung_jobs:
+            if j.cindex not in kept:
+                self._drop(j.cindex, self.rung)
+        if not keep:
+            self._finish()
+            return
+        self.rung, self.asked, self.members = self.rung + 1, False, sorted(kept)
+
+    def resume(self, rows):
+        # Replay: open each rung as the run did, feed it its rows, decide the next.
+        by_key = {r.key: r for r in rows}
+        while not self.finished:
+            trials = self._open_rung()
+            missing = [(i, t) for i, t in trials if t.key not in by_key]
+            for _, t in trials:
+                if t.key in by_key:
+                    self.tell(by_key[t.key])
+            if missing:
+                self._queue = missing
+                return
+
+    def ask(self, free):
+        if self._queue:
+            out, self._queue = self._queue, []
+            return out
+        if self.finished or self.asked:
+            return []
+        return self._open_rung()
+
+
+class AsyncHalving(_Halving):
+    """ASHA: promote from the top ``1/factor`` of a rung's finished jobs, else start anew."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.started, self._queue = 0, []
+
+    def _decide(self):
+        """The next job as ``(cindex, rung)``, or None when nothing can start now."""
+        for rung in reversed(range(len(self.resources) - 1)):
+            ranked = self.ranking(rung)
+            for job in ranked[: len(ranked) // self.spec.factor]:
+                if not job.promoted and not math.isnan(self.value(job)):
+                    return job.cindex, rung + 1
+        if self.started < len(self.configs):
+            return self.started, 0
+        return None
+
+    def _begin(self, cindex, rung):
+        if rung == 0:
+            self.started += 1
+        return self._start(cindex, rung)
+
+    def replay(self, events):
+        for e in events:
+            if e.get("event") != "start":
+                continue
+            cindex, rung = int(e["config"]), int(e["rung"])
+            if (cindex, rung) in self.jobs or not (
+                0 <= cindex < len(self.configs) and 0 <= rung < len(self.resources)
+            ):
+                raise ValueError(
+                    f"the journal's ASHA decision {e!r} does not fit this search; "
+                    "resume with the original space and halving settings"
+                )
+            self._queue += self._begin(cindex, rung)
+
+    def resume(self, rows):
+        for row in sorted(rows, key=lambda r: r.index):
+            if row.key in self.by_key:
+                self.tell(row)
+        self._queue = [(i, t) for i, t in self._queue if t.key not in self.told]
+
+    def ask(self, free):
+        out, self._queue = self._queue, []
+        while len(out) < free:
+            job = self._decide()
+            if job is None:
+                break
+            cindex, rung = job
+            self._events.append(
+                {"event": "start", "config": cindex, "rung": rung, "key": self.ckeys[cindex]}
+            )
+            out += self._begin(cindex, rung)
+        if not out and all(k in self.told for k in self.by_key):
+            self._finish()
+        return out
+
+
+def make_source(configs, spec, **kwargs):
+    """The source of ``spec.mode``: :class:`SyncHalving` or :class:`AsyncHalving`."""
+    return (AsyncHalving if spec.mode == "async" else SyncHalving)(configs, spec, **kwargs)
