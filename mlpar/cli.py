@@ -274,15 +274,11 @@ def _interrupted(run_dir):
 
 
 def _validate(args, argv):
-    from .experiment import check_experiment
-    from .space import expand_space
+    from .experiment import check_experiment, describe_search
 
     config = _load(args)
     check_experiment(config)
-    trials = expand_space(config.search_space(), n_iter=config.sweep.n_iter,
-                          seeds=config.sweep.seeds, random_state=config.sweep.random_state)
-    kind = "random search" if config.is_random_search else "grid"
-    _say(f"{args.config}: ok ({kind}, {len(trials)} trials, backend {config.execution.backend})")
+    _say(f"{args.config}: ok ({describe_search(config)}, backend {config.execution.backend})")
     return EXIT_OK
 
 

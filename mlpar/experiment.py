@@ -149,6 +149,25 @@ def _sampler(spec, space, opts):
     return {"sampler": sampler, "metric": spec.metric, "mode": spec.direction}
 
 
+def describe_search(config):
+    """What ``mlpar validate`` says the config's sweep is: its kind and its size."""
+    from .space import expand_space
+
+    sw = config.sweep
+    trials = expand_space(
+        config.search_space(), n_iter=sw.n_iter, seeds=sw.seeds, random_state=sw.random_state
+    )
+    kind = "random search" if config.is_random_search else "grid"
+    if sw.halving is None:
+        return f"{kind}, {len(trials)} trials"
+    from .halving import rung_resources
+
+    h = sw.halving
+    rungs = "/".join(map(str, rung_resources(h.min_resource, h.max_resource, h.factor)))
+    schedule = "ASHA" if h.mode == "async" else "successive halving"
+    return f"{kind} with {schedule}, {len(trials)} trials in rung 0, rungs of {rungs} {h.resource}"
+
+
 def _write_summary(result, path):
     """summary.csv: with ``rung`` and ``resource`` columns for a halving run."""
     halving = getattr(result, "halving", None)

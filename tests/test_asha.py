@@ -163,3 +163,40 @@ def test_halving_with_a_sampler_or_an_unknown_key_is_refused():
 def test_successive_halving_is_the_same_search():
     out = successive_halving(toy, {"x": list(range(9))}, **HALVING)
     assert rows_of(out.result) == rows_of(mlpar.sweep(toy, {"x": list(range(9))}, halving=HALVING))
+
+
+CONFIG = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs" / "halving.yaml"
+
+
+def test_the_run_summary_and_report_show_rungs_budget_and_survivors(tmp_path, monkeypatch, capsys):
+    from mlpar.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    sets = ["sweep.n_iter=6", "execution.backend=threads", "sweep.halving.mode=async"]
+    sets += ["sweep.halving.min_resource=1", "sweep.halving.max_resource=3"]
+    assert (
+        main(["run", str(CONFIG), "--no-progress", *[a for s in sets for a in ("--set", s)]]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "ASHA (async) on epochs, factor 3, ranked by val_score (max):" in out
+    assert re.search(r"budget: \d+ epochs summed over trials \(\d+% of a full search's 18", out)
+    assert "survivors (last rung, best first):" in out
+    (run_dir,) = (tmp_path / "runs" / "halving").iterdir()
+    assert main(["report", str(run_dir)]) == 0
+    report = (run_dir / "report.md").read_text()
+    assert "## Rungs" in report and "| rung | epochs | configs |" in report
+    assert "depends on completion order" in report
+    assert (run_dir / "rungs.png").stat().st_size > 0
+
+
+def test_one_halving_key_can_be_set_from_the_command_line(capsys):
+    from mlpar.cli import main
+
+    assert main(["validate", str(CONFIG), "--set", "sweep.halving.mode=async"]) == 0
+    assert "with ASHA, 27 trials in rung 0, rungs of 2/6/18 epochs" in capsys.readouterr().out
+    assert main(["validate", str(CONFIG), "--set", "sweep.halving.factor=1"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "--set sweep.halving.factor: sweep.halving.factor must be an integer >= 2, got 1 (int)"
+    )
+    assert main(["validate", str(CONFIG), "--set", "sweep.halving.eta=3"]) == 2
+    assert "unknown key sweep.halving.eta" in capsys.readouterr().err

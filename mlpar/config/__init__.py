@@ -43,7 +43,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
 from ._checks import INVALID, Problem, closest, plain, show, unknown_key
-from ._schema import (NAME, SCHEMA, SECTIONS, TOP_KEYS, TRIAL_CHECKS, TRIAL_PARAM_NAMES,
+from ._schema import (NAME, NESTED, SCHEMA, SECTIONS, TOP_KEYS, TRIAL_CHECKS, TRIAL_PARAM_NAMES,
                       CompareConfig, DataConfig, ExecutionConfig, ModelConfig, OutputConfig,
                       SweepConfig, TrainConfig, settings)
 from ._sweepspec import Distribution, candidates, data_problems, params_to_yaml, search_space
@@ -354,7 +354,7 @@ def parse_override(text):
         For text without ``=``, an unknown key path (with a did-you-mean), or
         a value that is not valid YAML.
     """
-    path, value, error = parse_override_text(text, SCHEMA, TRIAL_PARAM_NAMES)
+    path, value, error = parse_override_text(text, SCHEMA, TRIAL_PARAM_NAMES, NESTED)
     if error:
         raise ConfigError(error.splitlines())
     return path, value
@@ -397,7 +397,7 @@ def load_config(path, overrides=()) -> ExperimentConfig:
     label = printable(os.fspath(path))
     parsed, errors = [], []
     for text in overrides:
-        key_path, value, error = parse_override_text(text, SCHEMA, TRIAL_PARAM_NAMES)
+        key_path, value, error = parse_override_text(text, SCHEMA, TRIAL_PARAM_NAMES, NESTED)
         if error:
             errors.extend(error.splitlines())  # one line per duplicate key
         else:

@@ -23,8 +23,14 @@ from ._checks import (
     plain,
     show,
 )
-from ._sampler import SamplerSpec, sampler_problems
-from ._sweepspec import HalvingSpec, SweepParams, has_distribution, n_configurations
+from ._sampler import SamplerConfig, SamplerSpec, sampler_problems
+from ._sweepspec import (
+    HalvingConfig,
+    HalvingSpec,
+    SweepParams,
+    has_distribution,
+    n_configurations,
+)
 
 __all__ = [
     "DataConfig",
@@ -394,4 +400,9 @@ TRIAL_PARAM_NAMES = tuple(TRIAL_CHECKS)
 SCHEMA = {
     "name": None,
     **{key: tuple(f.name for f in settings(cls)) for key, cls in SECTIONS.items()},
+}
+#: Mapping fields that ``--set`` may set one key at a time (``sweep.halving.factor=2``).
+NESTED = {
+    ("sweep", "halving"): tuple(HalvingConfig.__dataclass_fields__),
+    ("sweep", "sampler"): tuple(SamplerConfig.__dataclass_fields__),
 }

@@ -244,11 +244,13 @@ def _marked_error(exc, label, text):
     return f"{label}: invalid YAML{where}: {problem}"
 
 
-def parse_override_text(text, schema, trial_names):
+def parse_override_text(text, schema, trial_names, nested=None):
     """Split ``KEY=VALUE`` and check KEY against the schema.
 
     ``schema`` maps each top-level key to its field names (None for a plain
-    value such as ``name``). Returns ``(path, value, error)``.
+    value such as ``name``); ``nested`` maps ``(section, field)`` to the keys
+    of a mapping field that may be set one key at a time
+    (``sweep.halving.factor=2``). Returns ``(path, value, error)``.
     """
     if not isinstance(text, str):
         return None, None, f"--set {text!r}: expected KEY=VALUE, e.g. train.lr=0.01"
@@ -258,14 +260,14 @@ def parse_override_text(text, schema, trial_names):
     path = tuple(key.split("."))
     if not sep or not key or not all(path):
         return None, None, f"{label}: expected KEY=VALUE, e.g. train.lr=0.01"
-    error = _schema_error(path, schema, trial_names)
+    error = _schema_error(path, schema, trial_names, nested or {})
     if error:
         return None, None, f"{label}: {error}"
     value, error = parse_yaml(raw, label, inline=True)
     return (None, None, error) if error else (path, value, None)
 
 
-def _schema_error(path, schema, trial_names):
+def _schema_error(path, schema, trial_names, nested):
     top = path[0]
     if top not in schema:
         return _unknown("", top, tuple(schema))
@@ -283,6 +285,9 @@ def _schema_error(path, schema, trial_names):
             return None
         whole = "sweep.params." + path[2]
         return f"cannot set inside {whole}; set it whole, e.g. {whole}=[...]"
+    if path[:2] in nested and len(path) == 3:
+        keys = nested[path[:2]]
+        return None if path[2] in keys else _unknown(".".join(path[:2]), path[2], keys)
     if len(path) > 2:
         whole = ".".join(path[:2])
         return f"cannot set inside {whole}; set it whole, e.g. {whole}=..."
@@ -310,6 +315,13 @@ def apply_override(raw, path, value):
         return
     if len(path) == 2:
         section[path[1]] = value
+        return
+    if path[1] != "params":  # one key of a mapping such as sweep.halving
+        inner = section.get(path[1])
+        if inner is None:
+            inner = section[path[1]] = {}
+        if isinstance(inner, dict):
+            inner[path[2]] = value
         return
     name = path[2]
     params = section.get("params")

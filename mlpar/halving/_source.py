@@ -51,16 +51,13 @@ class _Halving(Source):
         self.next_index, self.finished, self._events = 0, False, []
         self.sign = -1.0 if spec.metric_mode == "max" else 1.0
         rung0 = [t for c in range(len(self.configs)) for t in self._trials(c, 0, advance=False)]
-        # The journal's identity: rung 0's trials, and the halving settings.
-        self.header = {
-            "trials": fingerprint(rung0),
-            "n_trials": None,
-            "halving": spec.to_dict(),
-        }
         n, total = len(self.configs), 0
         for _ in self.resources:
             total, n = total + n * self.seeds, n_promoted(n, spec.factor)
-        self.total = total  # what sync runs when nothing fails; ASHA's is close
+        # What sync runs when nothing fails; ASHA's count depends on the order.
+        self.total = total
+        # The journal's identity: rung 0's trials, and the halving settings.
+        self.header = {"trials": fingerprint(rung0), "n_trials": total, "halving": spec.to_dict()}
 
     # ------------------------------------------------------------ jobs
     def _trials(self, cindex, rung, *, advance=True):

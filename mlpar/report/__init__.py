@@ -67,7 +67,8 @@ def _config_groups(result, metric):
     A seed that did not end ``ok`` makes its configuration's mean NaN (ranked
     last), exactly as in ``SweepResult.summary`` and scikit-learn's ``cv_results_``.
     """
-    summary = result.summary(mode=metric_mode(metric)) if result.rows else {"params": []}
+    mode = result.info.get("halving", {}).get("metric_mode") or metric_mode(metric)
+    summary = result.summary(mode=mode) if result.rows else {"params": []}
     if f"mean_{metric}" not in summary:
         return []
     nan = [float("nan")] * len(summary["params"])
@@ -91,11 +92,18 @@ def _config_groups(result, metric):
 
 def format_run_summary(result, config=None, *, top=5):
     """The table ``mlpar run`` prints: best trials, failures, time per backend."""
+    from ._halving import halving_of, halving_summary
+
     rows = [r.to_dict() for r in result]
     metric = score_metric(rows) or "score"
-    groups = _config_groups(result, metric)
-    lines = [
-        f"best configurations by {metric} (mean over seeds; a failed seed makes it nan):",
+    halving = halving_of(result)
+    if halving is not None and halving.rungs:
+        metric = halving.metric
+    groups = _config_groups(halving.rungs[-1].result if halving else result, metric)
+    lines = [] if halving is None else [*halving_summary(halving), ""]
+    last = " in the last rung" if halving else ""
+    lines += [
+        f"best configurations{last} by {metric} (mean over seeds; a failed seed makes it nan):",
         format_table(
             groups[:top],
             [
@@ -195,12 +203,20 @@ def write_report(run_dir):
             "",
         ]
     if journal.is_file():
+        from ._halving import halving_of, halving_section
+
         result = SweepResult.from_journal(journal)
         rows = [r.to_dict() for r in result]
         metric = score_metric(rows) or "score"
-        groups = _config_groups(result, metric)
+        halving = halving_of(result)
+        if halving is not None and halving.rungs:
+            metric = halving.metric
+        groups = _config_groups(halving.rungs[-1].result if halving else result, metric)
+        if halving is not None:
+            md += halving_section(halving, run_dir, plt)
+        last = ", ranked in the last rung" if halving else ""
         md += [
-            f"## Results ({len(rows)} trials)",
+            f"## Results ({len(rows)} trials{last})",
             "",
             format_table(
                 groups,

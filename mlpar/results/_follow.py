@@ -39,8 +39,8 @@ class Progress:
     not_ok : int
         Of those, the ones that did not end ``ok``.
     total : int
-        Trials the journals' headers announce (a halving run announces each
-        rung as it starts).
+        Trials the journals' headers announce (a halving run announces what
+        it runs when no trial fails), or the rows seen if more.
     new : int
         Rows that arrived since following began (a resumed run has others).
     elapsed : float
