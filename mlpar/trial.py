@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import time
 
-from .config import resolve_trial_params
+from .config import TRIAL_CHECKS, resolve_trial_params
 from .context import checkpoint_path, previous_checkpoint_path, trial_deadline
 from .data import DATASETS, load_splits, prepare_splits
 from .nn import StackMember, fit_mlp, fit_mlp_stack
 from .nn._checkpoint import load_checkpoint, save_checkpoint
+
+#: Trial parameters whose values are numbers (``epochs``, ``n_samples``, ``lr``...).
+NUMERIC_PARAMS = frozenset(n for n, check in TRIAL_CHECKS.items() if check.numeric is not None)
 
 __all__ = ["train_mlp", "MLPTrial", "build_estimator", "prepare_data"]
 
@@ -355,6 +358,8 @@ train_mlp.prepare = prepare_data
 train_mlp.stack_key = stack_key
 train_mlp.run_stack = run_stack
 train_mlp.auto_stack = auto_stack
+#: The trial parameters that can be a halving resource (numbers).
+train_mlp.numeric_params = NUMERIC_PARAMS
 
 
 class MLPTrial:
@@ -364,6 +369,9 @@ class MLPTrial:
     fixed settings of a YAML experiment plus the swept ones. Trial keys (and so
     seeds) depend only on the swept ``params``.
     """
+
+    #: The trial parameters that can be a halving resource (numbers).
+    numeric_params = NUMERIC_PARAMS
 
     def __init__(self, base=None, *, instrument=False):
         self.base = dict(base or {})

@@ -200,3 +200,46 @@ def test_one_halving_key_can_be_set_from_the_command_line(capsys):
     )
     assert main(["validate", str(CONFIG), "--set", "sweep.halving.eta=3"]) == 2
     assert "unknown key sweep.halving.eta" in capsys.readouterr().err
+
+
+def test_a_resource_that_is_not_a_numeric_trial_parameter_is_refused():
+    with pytest.raises(ValueError, match="must be a numeric trial parameter of train_mlp"):
+        mlpar.sweep(
+            mlpar.train_mlp,
+            {"lr": [0.1, 0.01, 0.001]},
+            halving=dict(resource="hidden", min_resource=1, max_resource=3),
+        )
+
+
+class Interrupting:
+    """train_mlp, with a Ctrl-C at the ``at``-th trial of rung 1 (epochs=3)."""
+
+    sweep_identity = "interrupting"
+
+    def __init__(self, at=None):
+        self.at, self.seen = at, 0
+
+    def __call__(self, params, seed):
+        if params["epochs"] == 3:
+            self.seen += 1
+            if self.seen == self.at:
+                raise KeyboardInterrupt
+        return mlpar.train_mlp(params, seed)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_resumed_run_continues_from_the_checkpoints_on_disk(tmp_path, mode):
+    space = {"lr": [0.001, 0.003, 0.01, 0.03, 0.1, 0.3], "hidden": [[8]]}
+    kw = dict(halving=dict(min_resource=1, max_resource=3, mode=mode), random_state=1)
+    whole = mlpar.sweep(Interrupting(), space, journal=tmp_path / "w.jsonl", **kw)
+    journal = tmp_path / "r.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        mlpar.sweep(Interrupting(at=2), space, journal=journal, **kw)
+    resumed = mlpar.sweep(Interrupting(), space, journal=journal, resume=True, **kw)
+    promoted = [row for row in resumed if row.rung == 1]
+    assert len(promoted) >= 2  # ASHA may promote more than sync
+    assert all(row.metrics["epochs_continued_from"] == 1 for row in promoted)
+    keep = ("val_score", "loss", "epochs")
+    assert [(r.key, {k: r.metrics[k] for k in keep}) for r in resumed] == [
+        (r.key, {k: r.metrics[k] for k in keep}) for r in whole
+    ]

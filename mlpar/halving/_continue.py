@@ -41,9 +41,16 @@ class HalvingTrial:
         Whether a promoted trial is offered the previous rung's checkpoint.
     """
 
-    def __init__(self, fn, folder, *, resource, resources, continues):
+    def __init__(self, fn, folder, *, resource, resources, continues, configs=()):
         self.fn, self.folder = fn, None if folder is None else str(folder)
         self.resource, self.resources, self.continues = resource, list(resources), continues
+        # Every trial the search may run, prepared at once (train_mlp verifies
+        # its data cache there): ASHA asks a trial at a time, and a check per
+        # ask would cost more than many trials.
+        self._todo = [{**c, resource: r} for c in configs for r in self.resources]
+
+    def __getstate__(self):
+        return {**self.__dict__, "_todo": []}  # the parent prepares; workers need not carry it
 
     @property
     def sweep_identity(self):
@@ -66,7 +73,8 @@ class HalvingTrial:
             return self.fn(params, seed)
 
     def prepare(self, params_list):
-        """The wrapped function's ``prepare``, if it has one."""
+        """The wrapped function's ``prepare``, once for every trial the search may run."""
         prepare = getattr(self.fn, "prepare", None)
-        if callable(prepare):
-            prepare(params_list)
+        if callable(prepare) and self._todo is not None:
+            prepare(self._todo or params_list)
+            self._todo = None

@@ -76,6 +76,13 @@ def run_halving(
             "continues its own checkpoint; use stack=None"
         )
     options["stack"] = None
+    numeric = getattr(fn, "numeric_params", None)
+    if numeric is not None and spec.resource not in numeric:
+        raise ValueError(
+            f"the halving resource must be a numeric trial parameter of "
+            f"{getattr(fn, '__name__', type(fn).__name__)} ({', '.join(sorted(numeric))}), "
+            f"got {spec.resource!r}"
+        )
     configs = _configurations(space, spec, n_iter=n_iter, random_state=random_state)
     owned, enabled = None, checkpoints is not False
     checkpoints = None if checkpoints is False else checkpoints
@@ -94,6 +101,7 @@ def run_halving(
         resources=spec.resources,
         # Training continues along epochs only; any other resource restarts.
         continues=spec.resource == "epochs",
+        configs=configs,
     )
     source = make_source(
         configs,

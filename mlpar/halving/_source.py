@@ -13,6 +13,7 @@ event and a resumed run replays them instead of deciding again.
 
 from __future__ import annotations
 
+import bisect
 import math
 from pathlib import Path
 
@@ -31,6 +32,7 @@ class _Job:
         self.cindex, self.rung, self.trials = cindex, rung, trials
         self.rows = {}
         self.promoted = False
+        self.value = None  # the mean metric, once complete
 
     @property
     def complete(self):
@@ -47,7 +49,7 @@ class _Halving(Source):
         self.resources = spec.resources
         self.ckeys = [config_key(c, spec.resource) for c in self.configs]
         self.checkpoints = None if checkpoints is None else Path(checkpoints)
-        self.jobs, self.by_key, self.told = {}, {}, set()
+        self.jobs, self.by_key, self.told, self.ranked = {}, {}, set(), {}
         self.next_index, self.finished, self._events = 0, False, []
         self.sign = -1.0 if spec.metric_mode == "max" else 1.0
         rung0 = [t for c in range(len(self.configs)) for t in self._trials(c, 0, advance=False)]
@@ -86,22 +88,22 @@ class _Halving(Source):
 
     def value(self, job):
         """A complete job's mean metric over seeds; a repeat not ``ok`` counts as error_score."""
-        values = []
-        for row in job.rows.values():
-            v = row.metrics.get(self.spec.metric) if row.status == "ok" else self.error_score
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-            values.append(float(v) if ok else self.error_score)
-        return math.fsum(values) / len(values)
+        if job.value is None:
+            values = []
+            for row in job.rows.values():
+                v = row.metrics.get(self.spec.metric) if row.status == "ok" else self.error_score
+                ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+                values.append(float(v) if ok else self.error_score)
+            job.value = math.fsum(values) / len(values)
+        return job.value
+
+    def _order(self, job):
+        v = self.value(job)
+        return (math.isnan(v), 0.0 if math.isnan(v) else self.sign * v, self.ckeys[job.cindex])
 
     def ranking(self, rung):
         """The complete jobs of ``rung``, best first (NaN last, ties by configuration key)."""
-        jobs = [j for (c, r), j in self.jobs.items() if r == rung and j.complete]
-
-        def order(job):
-            v = self.value(job)
-            return (math.isnan(v), 0.0 if math.isnan(v) else self.sign * v, self.ckeys[job.cindex])
-
-        return sorted(jobs, key=order)
+        return [job for _, job in self.ranked.get(rung, [])]
 
     # ------------------------------------------------------------ protocol
     def row_fields(self, trial):
@@ -113,11 +115,15 @@ class _Halving(Source):
         job = self.by_key.get(row.key)
         if job is None:
             return
+        if row.key in job.rows:
+            return
         job.rows[row.key] = row
         self.told.add(row.key)
-        if job.complete and job.rung > 0:
-            # The previous rung's checkpoint has served its purpose.
-            self._drop(job.cindex, job.rung - 1)
+        if job.complete:
+            # Kept sorted as jobs complete: ASHA ranks a rung at every ask.
+            bisect.insort(self.ranked.setdefault(job.rung, []), (self._order(job), job))
+            if job.rung > 0:  # the previous rung's checkpoint has served its purpose
+                self._drop(job.cindex, job.rung - 1)
         self._after(job)
 
     def _check_metric(self, row):
@@ -264,7 +270,7 @@ class AsyncHalving(_Halving):
                 {"event": "start", "config": cindex, "rung": rung, "key": self.ckeys[cindex]}
             )
             out += self._begin(cindex, rung)
-        if not out and all(k in self.told for k in self.by_key):
+        if not out and len(self.told) == len(self.by_key):
             self._finish()
         return out
 
