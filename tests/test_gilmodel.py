@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from mlpar.analysis._machine import _clamp, _iq_mean, _per_release, _trim_wakes
 from mlpar.analysis.gilmodel import (
     PREDICT_N,
     amdahl,
@@ -34,8 +35,37 @@ def test_machine_constants_are_measured():
     assert all(x > 0 and math.isfinite(x) for x in m["wake_samples_s"])
     assert m["release_cost_s"] >= 0.0 and 0.0 <= m["kernel_contention"] <= 1.0
     assert m["switch_s"] > 0
+    assert m["release_cost_samples"] >= 0 and m["kernel_contention_samples"] >= 0
+    assert m["probe_s"] > 0
+    assert m["other_load"] is None or 0.0 <= m["other_load"] <= 1.0
     m["rounds"].clear()  # a copy: the cached measurement is untouched
     assert len(measure_gil_machine(rounds=1)["rounds"]) == 1
+
+
+def test_release_probe_counts_the_pairs_throughput_and_skips_preemptions():
+    # Two threads' iteration ends, alternating every 2 us (each thread every
+    # 4 us): the pair's throughput is 2 us an iteration. A 5 ms hole with no
+    # iteration ending (a preemption) is left out, not averaged in.
+    a = [i * 4e-6 for i in range(500)]
+    b = [2e-6 + i * 4e-6 for i in range(500)]
+    assert _per_release([a, b], 0.0, 1.0) == pytest.approx(2e-6)
+    a_gap = a[:250] + [t + 5e-3 for t in a[250:]]
+    b_gap = b[:250] + [t + 5e-3 for t in b[250:]]
+    assert _per_release([a_gap, b_gap], 0.0, 1.0) == pytest.approx(2e-6, rel=1e-3)
+    # Only iterations inside the window count; too few give NaN.
+    assert math.isnan(_per_release([a], 0.0, 100e-6))
+
+
+def test_robust_statistics_of_the_machine_probes():
+    # A wake-up over 3x the median is a preemption, not a latency.
+    assert _trim_wakes([30e-6, 40e-6, 50e-6, 1e-3]) == [30e-6, 40e-6, 50e-6]
+    # The interquartile mean ignores a wild value either side.
+    assert _iq_mean([-9.0, 1.0, 2.0, 3.0, 4.0, 99.0, math.nan]) == pytest.approx(2.5)
+    assert _iq_mean([2.0, 4.0]) == pytest.approx(3.0)
+    assert math.isnan(_iq_mean([]))
+    # Contention is a slow-down: within [0, 1], NaN stays NaN (no sample).
+    assert _clamp(-0.1) == 0.0 and _clamp(3.0) == 1.0 and _clamp(0.2) == 0.2
+    assert math.isnan(_clamp(math.nan))
 
 
 def _engine(hidden, batch):

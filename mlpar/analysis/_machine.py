@@ -15,24 +15,46 @@ own segments, four numbers that belong to the machine, not the workload:
   microsecond, the most common release of a narrow network's step (a
   ``(32, 64) x (64, 8)`` product): the waiter, slower to wake than that,
   almost never gets in, so the pair runs at ``T / (T + c)`` of one thread
-  alone, ``T`` the loop's serial time per release. (A release with no work at
+  alone, ``T`` the loop's serial time per release; one thread alone and the
+  pair alternate within one run, in steady contention. (A release with no work at
   all, a 2x2 product, measures about half of that on the development machine
   and underpredicts what narrow steps lose.)
 - ``kernel_contention``: how much two kernels running at once slow each
   other (memory bandwidth, shared cache, a virtual CPU's sibling): two
-  threads of long GEMMs (the GIL almost never wanted) against one.
+  threads of long GEMMs (the GIL almost never wanted) against one, call by
+  call.
 - ``switch_s``: ``sys.getswitchinterval()``.
 
-A shared machine is noisy, so every probe runs in ``rounds`` interleaved
-rounds (wake, release, contention, wake, ...); the constants are the medians
-and the rounds are kept, so that a prediction can carry the band the rounds
-give.
+A shared machine is noisy, and the first version of these probes read a
+contention of 0.26 in one process and 0.84 in the next. Three causes, each
+fixed here:
+
+1. Where the scheduler puts two new threads: on one CPU they take turns, on
+   two they overlap only once the load balancer has moved one. The pair
+   probes pin their threads to two CPUs and start them at a barrier.
+2. Preemption by other processes (2 cores, another engineer's tests): a
+   preempted GEMM call (its thread's CPU time short of its wall time), a
+   release-probe gap with no iteration ending, a wake-up over 3x the median,
+   each measures the machine's other load and is left out.
+3. Too few samples, and means over the tail: every sample of every round is
+   pooled (wake-ups: median; release cost: interquartile mean, as its cost
+   is spread widely in one mode; contention: median, as it has two states).
+   A busy machine that spoils samples gets up to 2 s more to find enough.
+
+The rounds interleave (wake, release, contention, wake, ...), and each
+round's own values are kept so that a prediction can carry the band they
+give. ``other_load`` records how busy the rest of the machine was meanwhile:
+the release cost is lower (by about a third on the development machine)
+when the waiter's CPU is kept awake by another process, so two probes agree
+best at equal load.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
+import os
 import statistics
 import sys
 import threading
@@ -43,26 +65,92 @@ import numpy as np
 __all__ = ["measure_gil_machine", "ROUNDS"]
 
 ROUNDS = 5
+_WAKE_TAIL = 3.0  # wake-up samples over this many medians are preemptions
+_ENOUGH = 10  # clean samples of the release cost and the contention, at least
+_EXTRA_S = 2.0  # seconds the probe may go on for them on a busy machine
 
 
-def _wake_samples(n=16, hold_s=150e-6, sleep_s=400e-6):
-    """Seconds from a GIL release to the first Python instruction of a blocked thread."""
+def _cpus():
+    """The CPUs this process may run on (empty where affinity is not available)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return []
+
+
+def _pin(cpu):
+    """Pin the calling thread (pid 0 is the caller, not the process) to a CPU or a set."""
+    if cpu is not None and cpu != set():
+        try:
+            os.sched_setaffinity(0, cpu if isinstance(cpu, set) else {cpu})
+        except OSError:  # pragma: no cover - a CPU taken away meanwhile
+            pass
+
+
+def _pair(body, args, cpus):
+    """Run ``body(*args[i])`` on two threads pinned to two CPUs, started together.
+
+    Pinned because where the scheduler happens to put two new threads decides
+    what the probes see: on one CPU they take turns (no overlap, and a waiter's
+    wake-up steals the holder's CPU), on two they overlap only once the load
+    balancer has moved one, some milliseconds in. Two busy worker threads on
+    two cores are on two CPUs; so are the probes.
+    """
+    start = threading.Barrier(2)
+    out = [None, None]
+
+    def run(i):
+        _pin(cpus[i] if len(cpus) > 1 else None)
+        start.wait()
+        out[i] = body(*args[i])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def _solo(body, args, cpus):
+    """``body(*args)`` alone, on a thread pinned like :func:`_pair`'s first."""
+    out = [None]
+
+    def run():
+        _pin(cpus[0] if len(cpus) > 1 else None)
+        out[0] = body(*args)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    return out[0]
+
+
+def _wake_samples(cpus, n=24, hold_s=150e-6, sleep_s=400e-6):
+    """Seconds from a GIL release to the first Python instruction of a blocked thread.
+
+    The blocked thread runs on another CPU than the releaser (a worker
+    thread's GIL arrives from the other core), so each sample is a wake-up
+    across CPUs, not a context switch on one.
+    """
     clock = time.perf_counter
     state = {"armed": False, "done": False, "got": None}
 
     def blocked():
+        _pin(cpus[1] if len(cpus) > 1 else None)
         while not state["done"]:
             if state["armed"]:
                 state["got"] = clock()
                 state["armed"] = False
 
-    old = sys.getswitchinterval()
+    old, mask = sys.getswitchinterval(), set(cpus)
     # A short interval so that the main thread gets the GIL back from the
     # spinning thread quickly after each sample (a forced switch).
     sys.setswitchinterval(5e-4)
     other = threading.Thread(target=blocked, daemon=True)
     out = []
     try:
+        _pin(cpus[0] if len(cpus) > 1 else None)
         other.start()
         for _ in range(n + 2):
             end = clock() + hold_s  # hold the GIL: the other thread blocks on it
@@ -79,115 +167,264 @@ def _wake_samples(n=16, hold_s=150e-6, sleep_s=400e-6):
         state["done"] = True
         other.join()
         sys.setswitchinterval(old)
+        _pin(mask)
     return out[2:] or out  # the first samples include the thread's start
 
 
-def _release_loop(small, a, b, out, iters, ncalls):
-    add, dot = np.add, np.dot
-    for _ in range(iters):
-        for _ in range(ncalls):
-            add(small, small, out=small)  # GIL held: 64 elements, under 500
+def _release_loop(small, a, b, out, stop):
+    """The release probe's loop until ``stop()``: the clock before every iteration."""
+    add, dot, clock = np.add, np.dot, time.perf_counter
+    marks = [clock()]
+    append = marks.append
+    while not stop():
+        add(small, small, out=small)  # GIL held: 64 elements, under 500
+        add(small, small, out=small)
+        add(small, small, out=small)
         dot(a, b, out=out)  # releases the GIL for a fraction of a microsecond
+        append(clock())
+    return marks
 
 
-def _release_cost(budget_s=0.1, ncalls=3):
-    """Seconds a release costs when another thread is blocked on the GIL."""
-    bufs = [
-        (
-            np.zeros((8, 8), np.float32),
-            np.ones((32, 64), np.float32),
-            np.ones((64, 8), np.float32),
-            np.empty((32, 8), np.float32),
-        )
-        for _ in range(2)
+def _release_bufs():
+    return (
+        np.zeros((8, 8), np.float32),
+        np.ones((32, 64), np.float32),
+        np.ones((64, 8), np.float32),
+        np.empty((32, 8), np.float32),
+    )
+
+
+def _per_release(runs, lo, hi, gap_s=200e-6):
+    """Seconds per iteration (one release) of ``runs`` together over ``(lo, hi]``.
+
+    The threads' iteration ends, merged, are the pair's throughput: the time
+    between one and the next is what an iteration cost whichever thread ran
+    it, releases and hand-offs included. A gap over ``gap_s``, with no
+    iteration ending at all, is a preemption (another process had the core:
+    milliseconds), not a release's cost (microseconds), and is left out. A
+    median would not do: the cost is in the tail (a waiter that wakes stalls
+    the holder now and then), not in the typical iteration.
+    """
+    ends = []
+    for marks in runs:
+        ends += marks[bisect.bisect_right(marks, lo) : bisect.bisect_right(marks, hi)]
+    ends.sort()
+    steps = [b - a for a, b in zip(ends, ends[1:]) if b - a <= gap_s]
+    return statistics.fmean(steps) if len(steps) >= 50 else math.nan
+
+
+def _release_cost(cpus, cycles=8, solo_s=0.006, settle_s=0.015, phase_s=0.02):
+    """Seconds a release costs when another thread is blocked on the GIL; per cycle.
+
+    Thread A runs the loop throughout; thread B alternates ``solo_s`` asleep
+    (A alone: ``T`` seconds per iteration, one release each) with running
+    the same loop (A and B contend: whichever holds the GIL takes ``T + c``
+    an iteration). The first ``settle_s`` of contention cost up to twice the
+    steady state (the waiter's idle CPU adapting to being woken every few
+    microseconds), which a training run is in; only the ``phase_s`` after
+    count. Each contended phase is set against the two solo phases beside
+    it, so that a drift of the machine's speed cancels.
+    """
+    clock, done, phases = time.perf_counter, [False], []
+
+    def holder(*bufs):
+        return _release_loop(*bufs, lambda: done[0])
+
+    def contender(*bufs):
+        try:
+            for k in range(cycles + 1):
+                t0 = clock()
+                time.sleep(solo_s)  # A alone (the first ms: B leaving the GIL)
+                phases.append((None, t0 + 1e-3, t0 + solo_s))
+                if k < cycles:
+                    end = clock() + settle_s + phase_s
+                    run = _release_loop(*bufs, lambda end=end: clock() > end)
+                    phases.append((run, run[0] + settle_s, run[-1]))
+        finally:
+            done[0] = True
+
+    runs = [(holder, *_release_bufs()), (contender, *_release_bufs())]
+    a_run = _pair(lambda body, *bufs: body(*bufs), runs, cpus)[0]
+    per = [  # median seconds per iteration in each phase
+        _per_release([a_run] if b_run is None else [a_run, b_run], lo, hi)
+        for b_run, lo, hi in phases
     ]
-    clock = time.perf_counter
-    t0 = clock()
-    _release_loop(*bufs[0], 500, ncalls)
-    iters = max(500, int(budget_s / max((clock() - t0) / 500, 1e-8)))
-    t0 = clock()
-    for b in bufs:
-        _release_loop(*b, iters, ncalls)
-    serial = (clock() - t0) / (2 * iters)  # seconds per release, one thread alone
-    threads = [threading.Thread(target=_release_loop, args=(*b, iters, ncalls)) for b in bufs]
-    t0 = clock()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    speedup = 2 * iters * serial / (clock() - t0)
-    return max(0.0, serial * (1.0 / speedup - 1.0))
+    costs = [per[k] - 0.5 * (per[k - 1] + per[k + 1]) for k in range(1, len(per) - 1, 2)]
+    return [c for c in costs if math.isfinite(c)]
 
 
-def _gemm_loop(a, out, iters):
-    for _ in range(iters):
-        np.dot(a, a, out=out)
+def _gemm_calls(a, out, duration_s):
+    """GEMMs for ``duration_s``: each call's (start, end, thread CPU seconds)."""
+    clock, cpu, dot = time.perf_counter, time.thread_time, np.dot
+    calls = []
+    end = clock() + duration_s
+    t = clock()
+    while t < end:
+        c0 = cpu()
+        dot(a, a, out=out)
+        t1, c1 = clock(), cpu()
+        calls.append((t, t1, c1 - c0))
+        t = t1
+    return calls
 
 
-def _contention(budget_s=0.03, n=256):
-    """Slow-down of each of two long GEMMs running at once, minus one (>= 0)."""
-    bufs = [(np.ones((n, n), np.float32), np.empty((n, n), np.float32)) for _ in range(2)]
-    clock = time.perf_counter
-    t0 = clock()
-    _gemm_loop(*bufs[0], 3)
-    iters = max(5, int(budget_s / max((clock() - t0) / 3, 1e-7)))
-    t0 = clock()
-    for b in bufs:
-        _gemm_loop(*b, iters)
-    serial = clock() - t0
-    threads = [threading.Thread(target=_gemm_loop, args=(*b, iters)) for b in bufs]
-    t0 = clock()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    speedup = serial / (clock() - t0)
-    return min(1.0, max(0.0, 2.0 / speedup - 1.0))
+def _on_cpu(calls):
+    # A call its thread ran through (not preempted): CPU time ~ its wall time.
+    return [c for c in calls if c[2] >= 0.9 * (c[1] - c[0])]
+
+
+def _contention(cpus, alternations=3, solo_s=0.008, pair_s=0.015, n=256):
+    """Slow-down of each of two GEMMs running at once, minus one; one per alternation.
+
+    Timed call by call, alone and in pairs in turn: of the pair, only calls
+    made while both threads ran (inside the overlap of their runs), and only
+    calls their thread ran through without being preempted, count; a
+    preempted call measures the machine's other load, not the kernels'
+    contention. Each alternation gives the median call of the pair against
+    the median call alone before it; one with under 3 such calls gives none.
+    """
+
+    def bufs():
+        return np.ones((n, n), np.float32), np.empty((n, n), np.float32)
+
+    a, out = bufs()
+    _gemm_calls(a, out, 0.002)  # warm up
+    ratios = []
+    for _ in range(alternations):
+        solo = [c[1] - c[0] for c in _on_cpu(_solo(_gemm_calls, (a, out, solo_s), cpus))]
+        runs = _pair(_gemm_calls, [(*bufs(), pair_s) for _ in range(2)], cpus)
+        lo, hi = max(r[0][0] for r in runs), min(r[-1][1] for r in runs)
+        both = [c[1] - c[0] for r in runs for c in _on_cpu(r) if c[0] >= lo and c[1] <= hi]
+        if len(solo) >= 3 and len(both) >= 3:
+            ratios.append(statistics.median(both) / statistics.median(solo) - 1.0)
+    return ratios
+
+
+def _iq_mean(xs):
+    """Mean of the middle half (the interquartile mean): robust, and steadier than a median."""
+    xs = sorted(x for x in xs if math.isfinite(x))
+    if len(xs) < 4:
+        return statistics.median(xs) if xs else math.nan
+    k = len(xs) // 4
+    return statistics.fmean(xs[k : len(xs) - k])
+
+
+def _cpu_jiffies():
+    """``(busy, total)`` jiffies of all CPUs from /proc/stat (None elsewhere)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):  # pragma: no cover - not Linux
+        return None
+    return sum(v) - v[3] - v[4], sum(v)  # idle and iowait are not busy
+
+
+def _busy_share(before, after, own_s):
+    """Share of the machine's CPUs busy with other work than this process meanwhile."""
+    if not before or not after or after[1] <= before[1]:
+        return None
+    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    busy = (after[0] - before[0]) / hz - own_s
+    return max(0.0, busy / ((after[1] - before[1]) / hz))
+
+
+def _trim_wakes(wakes, tail=_WAKE_TAIL):
+    """Wake-up samples without those over ``tail`` medians, sorted.
+
+    Such a wake-up is a waiter whose CPU another process had (the machine's
+    load, not its latency; the longest never arrive within the probe's
+    sleep at all): the simulation draws from the rest.
+    """
+    cut = tail * _median(wakes) if wakes else math.inf
+    return sorted(w for w in wakes if w <= cut)
+
+
+def _clamp(c):
+    # Below 0 is timing noise (kernels do not speed each other up); above 1 a
+    # kernel would run at under half speed beside another, which is preemption
+    # the on-CPU test missed, not contention.
+    return min(1.0, max(0.0, c)) if math.isfinite(c) else c
+
+
+def _median(xs):
+    xs = [x for x in xs if x is not None and math.isfinite(x)]
+    return statistics.median(xs) if xs else math.nan
 
 
 @functools.lru_cache(maxsize=2)
 def _measure(rounds):
     from threadpoolctl import threadpool_limits
 
-    per_round, samples = [], []
+    per_round, wakes, costs, contentions = [], [], [], []
+    cpus = _cpus()
+    jiffies, own = _cpu_jiffies(), time.process_time()
+    t0 = time.perf_counter()
     with threadpool_limits(1):
-        _release_cost(budget_s=0.005)  # warm up the code paths and BLAS
+        # Warm up the code paths and BLAS.
+        _release_cost(cpus, cycles=1, solo_s=0.002, settle_s=0.0, phase_s=0.002)
         for _ in range(rounds):
-            wake = _wake_samples()
-            cost = _release_cost()
-            contention = _contention()
-            samples += wake
+            wake = _wake_samples(cpus)
+            cost = _release_cost(cpus)
+            contention = _contention(cpus)
+            wakes += wake
+            costs += cost
+            contentions += contention
             per_round.append(
                 {
-                    "wake_s": statistics.median(wake) if wake else math.nan,
-                    "release_cost_s": cost,
-                    "kernel_contention": contention,
+                    "wake_s": _median(wake),
+                    "release_cost_s": _iq_mean(cost),
+                    "kernel_contention": _clamp(_median(contention)),
                 }
             )
+        # A busy machine preempts the probes and spoils samples (dropped
+        # above); measure on, within a bounded time, until enough are clean.
+        extra_until = time.perf_counter() + _EXTRA_S
+        while time.perf_counter() < extra_until and (
+            len(costs) < _ENOUGH or len(contentions) < _ENOUGH
+        ):
+            if len(costs) < _ENOUGH:
+                costs += _release_cost(cpus)
+            if len(contentions) < _ENOUGH:
+                contentions += _contention(cpus)
+    other = _busy_share(jiffies, _cpu_jiffies(), time.process_time() - own)
 
-    def median(key):
-        xs = [r[key] for r in per_round if math.isfinite(r[key])]
-        return statistics.median(xs) if xs else 0.0
+    def zero_if_nan(x):
+        return x if math.isfinite(x) else 0.0
 
+    kept = _trim_wakes(wakes)
     return {
-        "wake_s": median("wake_s"),
-        "wake_samples_s": sorted(samples),
-        "release_cost_s": median("release_cost_s"),
-        "kernel_contention": median("kernel_contention"),
+        # Medians of every sample of every round (the rounds' spread is the band).
+        "wake_s": zero_if_nan(_median(kept)),
+        "wake_samples_s": kept,
+        "wake_samples_dropped": len(wakes) - len(kept),
+        # Release costs spread widely but in one mode: the interquartile mean.
+        # Contention has two states (a neighbour on the host's core, or not):
+        # the median keeps the usual one.
+        "release_cost_s": zero_if_nan(_iq_mean(costs)),
+        "release_cost_samples": len(costs),
+        "kernel_contention": zero_if_nan(_clamp(_median(contentions))),
+        "kernel_contention_samples": len(contentions),
         "switch_s": sys.getswitchinterval(),
+        "pinned": len(cpus) > 1,
+        "probe_s": time.perf_counter() - t0,
+        "other_load": other,
         "rounds": per_round,
     }
 
 
 def measure_gil_machine(rounds=ROUNDS):
-    """This machine's GIL constants (about 0.4 s a round; measured once per process).
+    """This machine's GIL constants (about 0.5 s a round; measured once per process).
 
     Returns
     -------
     dict
-        ``wake_s`` (median), ``wake_samples_s`` (all samples, sorted),
-        ``release_cost_s``, ``kernel_contention``, ``switch_s`` and
-        ``rounds``: each round's own ``wake_s``, ``release_cost_s`` and
+        ``wake_s`` (median), ``wake_samples_s`` (the samples the simulation
+        draws from, sorted; ``wake_samples_dropped``: those over 3x the
+        median), ``release_cost_s`` and ``kernel_contention`` (with their
+        ``*_samples`` counts), ``switch_s``, ``pinned`` (the pair probes ran
+        on two CPUs), ``probe_s``, ``other_load`` (share of the CPUs busy
+        with other processes meanwhile; None where unknown) and ``rounds``:
+        each round's own ``wake_s``, ``release_cost_s`` and
         ``kernel_contention``, for the prediction's band.
     """
     m = _measure(int(rounds))
