@@ -1,29 +1,44 @@
 """Predicted against measured: the hand-off simulation's threads x2 prediction, checked.
 
-For each workload of the width scan and the quickstart, ``mlpar compare`` is
+For each workload of the width scan, the quickstart and the random search
+(``configs/random_search.yaml``: one group, its heaviest draw calibrated),
+``mlpar compare`` is
 run on serial and threads x2 (1 BLAS thread, interleaved repeats, medians);
 each group's calibration predicts threads x2 and the run measures it. Then
 the machine's GIL constants are probed a second time (a fresh probe, as a
 second ``compare`` would) and every group is predicted again from them: how
 far the prediction moves between two calibrations of the same machine.
 
-    python experiments/model_truth.py                 # width scan + quickstart, 3 repeats
+    python experiments/model_truth.py                 # the three configs, 3 repeats
     python experiments/model_truth.py --repeats 2 --configs configs/quickstart.yaml
+    python experiments/model_truth.py --probe-stability 6   # the calibration's steadiness
 
 Writes experiments/results/model_truth/model_truth.{json,md} and model_truth.png.
 N = 4, 8, 16 threads are predicted too, untested on a 2-core machine.
+
+``--probe-stability K`` trains nothing in parallel: it calibrates every
+workload once (serially), then probes the machine's GIL constants K times, each
+in a fresh process as K separate ``compare`` runs would, and reports the spread
+of each constant and of every workload's threads x2 prediction from them
+(probe_stability.{json,md}).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import statistics
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 from mlpar.analysis import _machine
-from mlpar.analysis.compare import run_comparison
+from mlpar.analysis.advice import calibrate_heaviest
+from mlpar.analysis.compare import run_comparison, split_groups
 from mlpar.analysis.gilmodel import predict_threads
 from mlpar.analysis.summary import group_label, strict_json
 from mlpar.config import load_config
@@ -33,7 +48,20 @@ from mlpar.report.tables import format_table
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "experiments" / "results" / "model_truth"
-CONFIGS = ["configs/width_scan.yaml", "configs/quickstart.yaml"]
+CONFIGS = ["configs/width_scan.yaml", "configs/quickstart.yaml", "configs/random_search.yaml"]
+CONSTANTS = ("wake_s", "release_cost_s", "kernel_contention")
+
+
+def lscpu_model():
+    """``lscpu``'s model name (falls back to /proc/cpuinfo)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return cpu_model()
 
 
 def cpu_model():
@@ -77,13 +105,138 @@ def rows_of(name, doc):
     return out
 
 
+_PROBE = (
+    "import json, time; from mlpar.analysis._machine import measure_gil_machine; "
+    "t0 = time.perf_counter(); m = measure_gil_machine(); "
+    "m['probe_s'] = time.perf_counter() - t0; print(json.dumps(m))"
+)
+
+
+def fresh_probe():
+    """The machine's GIL constants probed in a new process, as another run would."""
+    load = os.getloadavg()[0]
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
+    return {**json.loads(out.strip().splitlines()[-1]), "load_1min": load}
+
+
+def own_cpu_s():
+    import resource
+
+    return sum(
+        resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+
+
+def constants_line(name, m):
+    load = m.get("other_load")
+    return (
+        f"{name}: wake-up {m['wake_s'] * 1e6:.1f} µs, release cost "
+        f"{m['release_cost_s'] * 1e6:.2f} µs ({m.get('release_cost_samples')} samples), "
+        f"kernel contention {m['kernel_contention']:.3f}, probe {m.get('probe_s', 0):.1f} s, "
+        f"other processes' load {'unknown' if load is None else f'{load:.0%}'} of the CPUs"
+    )
+
+
+def blas_kernel(env):
+    return "; ".join(
+        f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture')})"
+        for b in env.get("blas") or []
+    )
+
+
+def spread(xs):
+    """``median``, ``min``, ``max`` and ``max/min - 1`` (what two runs can differ by)."""
+    xs = [float(x) for x in xs]
+    lo, hi = min(xs), max(xs)
+    return {
+        "median": statistics.median(xs),
+        "min": lo,
+        "max": hi,
+        "max/min-1": hi / lo - 1 if lo > 0 else None,
+    }
+
+
+def probe_stability(paths, k):
+    """Calibrate each workload once, probe the machine ``k`` times in fresh processes."""
+    cals = []
+    for path in paths:
+        config = load_config(ROOT / path)
+        group_by = list(getattr(config.compare, "group_by", ()) or ())
+        for label, sub in split_groups(config.search_space(), group_by):
+            _, _, cal = calibrate_heaviest(config, space=sub, cores=1, machine=False)
+            cals.append((Path(path).stem, group_label(label), cal))
+    machines = []
+    for _ in range(k):
+        machines.append(fresh_probe())
+        time.sleep(0.5)
+    constants = {c: spread(m[c] for m in machines) for c in CONSTANTS}
+    rows = []
+    for config, workload, cal in cals:
+        preds = [predict_threads(cal, 2, machine=m) for m in machines]
+        rows.append(
+            {"config": config, "workload": workload, "p": cal["p"], **spread(preds), "all": preds}
+        )
+    worst = max(r["max/min-1"] for r in rows)
+    env = environment_info()
+    cpu, blas = lscpu_model(), blas_kernel(env)
+    loads = [m["load_1min"] for m in machines]
+    summary = (
+        f"{k} probes in separate processes: the threads x2 prediction differs between two "
+        f"probes by at most {worst:.1%} (max/min - 1 over all workloads; target 10%); "
+        f"probe cost median {statistics.median(m['probe_s'] for m in machines):.2f} s; "
+        f"load average (1 min) {min(loads):.2f}-{max(loads):.2f} on {os.cpu_count()} cores."
+    )
+    ccols = [("constant", "constant"), *[(c, c) for c in ("median", "min", "max", "max/min-1")]]
+    crow = [{"constant": c, **v} for c, v in constants.items()]
+    pcols = [(c, c) for c in ("config", "workload", "p", "median", "min", "max", "max/min-1")]
+    md = [
+        "# Steadiness of the GIL model's machine calibration",
+        "",
+        f"`python experiments/model_truth.py --probe-stability {k}`; CPU: {cpu}; BLAS: {blas}.",
+        "Each workload calibrated once (serially); the machine probed "
+        f"{k} times, each in a fresh process; every workload predicted from each probe.",
+        "",
+        "## The machine constants over the probes",
+        "",
+        format_table(crow, ccols, markdown=True),
+        "",
+        "## Threads x2 prediction over the probes",
+        "",
+        format_table(rows, pcols, markdown=True),
+        "",
+        summary,
+        "",
+    ]
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "probe_stability.md").write_text("\n".join(md))
+    doc = {
+        "cpu": cpu,
+        "blas": blas,
+        "constants": constants,
+        "rows": rows,
+        "gil_machines": machines,
+        "environment": env,
+    }
+    (OUT / "probe_stability.json").write_text(
+        json.dumps(strict_json(doc), indent=2, allow_nan=False) + "\n"
+    )
+    print("\n".join(md[3:]))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--configs", nargs="+", default=CONFIGS)
+    ap.add_argument("--probe-stability", type=int, metavar="K", default=0)
     args = ap.parse_args(argv)
+    if args.probe_stability:
+        return probe_stability(args.configs, args.probe_stability)
     env = environment_info()
     rows, machines = [], []
+    jiffies, own, loads = _machine._cpu_jiffies(), own_cpu_s(), [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
         for i, path in enumerate(args.configs):
             config = load_config(ROOT / path)
@@ -98,10 +251,11 @@ def main(argv=None):
             )
             machines.append(doc["gil_machine"])
             rows += rows_of(Path(path).stem, doc)
-    # A second, fresh probe of the machine: the prediction as another run would make it.
-    _machine._measure.cache_clear()
-    second = _machine.measure_gil_machine()
-    machines.append(second)
+    other = _machine._busy_share(jiffies, _machine._cpu_jiffies(), own_cpu_s() - own)
+    loads.append(os.getloadavg()[0])
+    # A second probe, in a fresh process: the prediction as another run would make it.
+    second = fresh_probe()
+    machines = machines[:1] + [second]
     for r in rows:
         cal = r.pop("_cal")
         again = predict_threads(cal, 2, machine=second)
@@ -115,13 +269,12 @@ def main(argv=None):
         f"(largest error {max(errs):.0%}); a second machine probe moves the prediction by "
         f"at most {max(moves):.0%} (target 10%)."
     )
-    cpu, blas = (
-        cpu_model(),
-        "; ".join(
-            f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture')})"
-            for b in env.get("blas") or []
-        ),
+    load = (
+        f"Load: other processes kept {'?' if other is None else f'{other:.0%}'} of the "
+        f"{os.cpu_count()} CPUs busy over the run (/proc/stat less this run's own CPU "
+        f"time); load average {loads[0]:.2f} at the start, {loads[1]:.2f} at the end."
     )
+    cpu, blas = lscpu_model(), blas_kernel(env)
     cols = [
         (k, k)
         for k in (
@@ -153,13 +306,26 @@ def main(argv=None):
         "",
         summary,
         "",
+        load,
+        "",
+        constants_line("Machine probe of the run", machines[0]) + ".",
+        constants_line("Second probe (a fresh process)", second) + ".",
+        "",
         "predicted_4/8/16: the same calibration simulated with 4, 8, 16 threads on as many "
         "cores; untested (no machine with more than 2 cores).",
         "",
     ]
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "model_truth.md").write_text("\n".join(md))
-    doc = {"cpu": cpu, "blas": blas, "rows": rows, "gil_machines": machines, "environment": env}
+    doc = {
+        "cpu": cpu,
+        "blas": blas,
+        "rows": rows,
+        "gil_machines": machines,
+        "other_load": other,
+        "load_average": loads,
+        "environment": env,
+    }
     (OUT / "model_truth.json").write_text(
         json.dumps(strict_json(doc), indent=2, allow_nan=False) + "\n"
     )
