@@ -102,9 +102,10 @@ def every_trial_resolves(cfg, *, limit=40):
             # Lists and choices only: scikit-learn warns when n_iter exceeds the
             # grid and samples the whole grid, which is what the sweep wants.
             warnings.filterwarnings("ignore", "The total space of parameters", UserWarning)
-            trials = list(
-                ParameterSampler(space, n_iter=min(cfg.sweep.n_iter, limit), random_state=0)
-            )
+            # A sampler's search has n_trials, not n_iter: draw as many at random.
+            sampler = cfg.sweep.sampler
+            n_iter = cfg.sweep.n_iter if sampler is None else sampler.n_trials
+            trials = list(ParameterSampler(space, n_iter=min(n_iter, limit), random_state=0))
     else:
         grid = ParameterGrid(space)
         trials = [grid[i] for i in range(min(len(grid), limit))]
