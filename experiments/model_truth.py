@@ -26,6 +26,7 @@ of each constant and of every workload's threads x2 prediction from them
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -179,6 +180,17 @@ def probe_stability(paths, k):
         rows.append(
             {"config": config, "workload": workload, "p": cal["p"], **spread(preds), "all": preds}
         )
+    pairs = list(itertools.combinations(range(k), 2))
+    for r in rows:
+        moves = [
+            max(r["all"][i], r["all"][j]) / min(r["all"][i], r["all"][j]) - 1 for i, j in pairs
+        ]
+        r["pair_median"] = statistics.median(moves) if moves else 0.0
+        r["pairs_within_10%"] = f"{sum(m <= 0.10 for m in moves)}/{len(moves)}"
+    agree = sum(
+        all(max(r["all"][i], r["all"][j]) / min(r["all"][i], r["all"][j]) <= 1.10 for r in rows)
+        for i, j in pairs
+    )
     worst = max(r["max/min-1"] for r in rows)
     env = environment_info()
     cpu, blas = lscpu_model(), blas_kernel(env)
@@ -186,18 +198,33 @@ def probe_stability(paths, k):
     summary = (
         f"{k} probes in separate processes: the threads x2 prediction differs between two "
         f"probes by at most {worst:.1%} (max/min - 1 over all workloads; target 10%); "
+        f"{agree} of {len(pairs)} pairs of probes agree within 10% at every workload; "
         f"probe cost median {statistics.median(m['probe_s'] for m in machines):.2f} s; "
         f"load average (1 min) {min(loads):.2f}-{max(loads):.2f} on {os.cpu_count()} cores."
     )
     ccols = [("constant", "constant"), *[(c, c) for c in ("median", "min", "max", "max/min-1")]]
     crow = [{"constant": c, **v} for c, v in constants.items()]
-    pcols = [(c, c) for c in ("config", "workload", "p", "median", "min", "max", "max/min-1")]
+    pcols = [
+        (c, c)
+        for c in (
+            "config",
+            "workload",
+            "p",
+            "median",
+            "min",
+            "max",
+            "max/min-1",
+            "pair_median",
+            "pairs_within_10%",
+        )
+    ]
     md = [
         "# Steadiness of the GIL model's machine calibration",
         "",
         f"`python experiments/model_truth.py --probe-stability {k}`; CPU: {cpu}; BLAS: {blas}.",
         "Each workload calibrated once (serially); the machine probed "
-        f"{k} times, each in a fresh process; every workload predicted from each probe.",
+        f"{k} times, each in a fresh process; every workload predicted from each probe. "
+        "pair_median: the median over pairs of probes of how far their predictions differ.",
         "",
         "## The machine constants over the probes",
         "",

@@ -1,10 +1,11 @@
 """The GIL/BLAS decomposition on workloads with known answers."""
 
 import math
+import threading
 
 import pytest
 
-from mlpar.analysis._machine import _clamp, _iq_mean, _per_release, _trim_wakes
+from mlpar.analysis._machine import _clamp, _iq_mean, _per_release, _queued_s, _trim_wakes
 from mlpar.analysis.gilmodel import (
     PREDICT_N,
     amdahl,
@@ -66,6 +67,8 @@ def test_robust_statistics_of_the_machine_probes():
     # Contention is a slow-down: within [0, 1], NaN stays NaN (no sample).
     assert _clamp(-0.1) == 0.0 and _clamp(3.0) == 1.0 and _clamp(0.2) == 0.2
     assert math.isnan(_clamp(math.nan))
+    # The scheduler's queueing count: a thread that does not exist queued 0 s.
+    assert _queued_s([2**31 - 1]) == 0.0 and _queued_s([threading.get_native_id()]) >= 0.0
 
 
 def _engine(hidden, batch):

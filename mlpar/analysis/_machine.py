@@ -16,9 +16,9 @@ own segments, four numbers that belong to the machine, not the workload:
   ``(32, 64) x (64, 8)`` product): the waiter, slower to wake than that,
   almost never gets in, so the pair runs at ``T / (T + c)`` of one thread
   alone, ``T`` the loop's serial time per release; one thread alone and the
-  pair alternate within one run, in steady contention. (A release with no work at
-  all, a 2x2 product, measures about half of that on the development machine
-  and underpredicts what narrow steps lose.)
+  pair alternate every few milliseconds within one run. (A release with no
+  work at all, a 2x2 product, measures about half of that and underpredicts
+  what narrow steps lose.)
 - ``kernel_contention``: how much two kernels running at once slow each
   other (memory bandwidth, shared cache, a virtual CPU's sibling): two
   threads of long GEMMs (the GIL almost never wanted) against one, call by
@@ -33,20 +33,18 @@ fixed here:
    two they overlap only once the load balancer has moved one. The pair
    probes pin their threads to two CPUs and start them at a barrier.
 2. Preemption by other processes (2 cores, another engineer's tests): a
-   preempted GEMM call (its thread's CPU time short of its wall time), a
-   release-probe gap with no iteration ending, a wake-up over 3x the median,
-   each measures the machine's other load and is left out.
-3. Too few samples, and means over the tail: every sample of every round is
-   pooled (wake-ups: median; release cost: interquartile mean, as its cost
-   is spread widely in one mode; contention: median, as it has two states).
-   A busy machine that spoils samples gets up to 2 s more to find enough.
+   preempted GEMM call (CPU time short of wall time), a release phase in
+   which the threads queued for a CPU, a wake-up over 3x the median, each
+   measures the machine's other load and is left out.
+3. Too few samples, too much drift between them, means over the tail: the
+   release probe alternates every few ms (200 samples), every sample of
+   every round is pooled (wake-ups: median; release cost: interquartile
+   mean, spread widely in one mode; contention: median, it has two states),
+   and a busy machine that spoils samples gets up to 2 s more.
 
-The rounds interleave (wake, release, contention, wake, ...), and each
-round's own values are kept so that a prediction can carry the band they
-give. ``other_load`` records how busy the rest of the machine was meanwhile:
-the release cost is lower (by about a third on the development machine)
-when the waiter's CPU is kept awake by another process, so two probes agree
-best at equal load.
+The rounds interleave (wake, release, contention, wake, ...); each round's
+own values are kept for the prediction's band. ``other_load`` records how
+busy the rest of the machine was meanwhile.
 """
 
 from __future__ import annotations
@@ -66,7 +64,8 @@ __all__ = ["measure_gil_machine", "ROUNDS"]
 
 ROUNDS = 5
 _WAKE_TAIL = 3.0  # wake-up samples over this many medians are preemptions
-_ENOUGH = 10  # clean samples of the release cost and the contention, at least
+_QUEUED = 0.02  # share of a contended phase the probe's threads may queue for a CPU
+_ENOUGH = {"release": 50, "contention": 10}  # clean samples wanted, at least
 _EXTRA_S = 2.0  # seconds the probe may go on for them on a busy machine
 
 
@@ -114,13 +113,10 @@ def _pair(body, args, cpus):
 
 def _solo(body, args, cpus):
     """``body(*args)`` alone, on a thread pinned like :func:`_pair`'s first."""
-    out = [None]
-
-    def run():
-        _pin(cpus[0] if len(cpus) > 1 else None)
-        out[0] = body(*args)
-
-    t = threading.Thread(target=run)
+    out = []
+    t = threading.Thread(
+        target=lambda: (_pin(cpus[0] if cpus[1:] else None), out.append(body(*args)))
+    )
     t.start()
     t.join()
     return out[0]
@@ -213,41 +209,60 @@ def _per_release(runs, lo, hi, gap_s=200e-6):
     return statistics.fmean(steps) if len(steps) >= 50 else math.nan
 
 
-def _release_cost(cpus, cycles=8, solo_s=0.006, settle_s=0.015, phase_s=0.02):
+def _queued_s(tids):
+    """Seconds the threads ``tids`` have waited, runnable, for a CPU (schedstat; or 0)."""
+    total = 0.0
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[1]) * 1e-9
+        except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
+            pass
+    return total
+
+
+def _release_cost(cpus, cycles=40, phase_s=0.004, n=320):
     """Seconds a release costs when another thread is blocked on the GIL; per cycle.
 
-    Thread A runs the loop throughout; thread B alternates ``solo_s`` asleep
-    (A alone: ``T`` seconds per iteration, one release each) with running
-    the same loop (A and B contend: whichever holds the GIL takes ``T + c``
-    an iteration). The first ``settle_s`` of contention cost up to twice the
-    steady state (the waiter's idle CPU adapting to being woken every few
-    microseconds), which a training run is in; only the ``phase_s`` after
-    count. Each contended phase is set against the two solo phases beside
-    it, so that a drift of the machine's speed cancels.
+    Thread A runs the loop throughout; thread B alternates one ``n x n``
+    GEMM (milliseconds without the GIL: A alone, ``T`` an iteration, one
+    release each) with ``phase_s`` of the same loop (A and B contend: ``T +
+    c`` an iteration). Each contended phase is set against the solo phases
+    beside it, milliseconds away, so a drift of the machine's speed cancels.
+    B computes rather than sleeps between them: a sleeping B's CPU halts,
+    and its first ~20 ms of contention cost twice the steady state that
+    training runs in. A contended phase in which A or B queued for a CPU
+    (the scheduler's count, ``/proc/<tid>/schedstat``) over 2% is dropped.
     """
-    clock, done, phases = time.perf_counter, [False], []
+    clock, done, phases, tids = time.perf_counter, [False], [], []
+    big, big_out = np.ones((n, n), np.float32), np.empty((n, n), np.float32)
 
     def holder(*bufs):
+        tids.append(threading.get_native_id())
         return _release_loop(*bufs, lambda: done[0])
 
     def contender(*bufs):
+        tids.append(threading.get_native_id())
         try:
             for k in range(cycles + 1):
                 t0 = clock()
-                time.sleep(solo_s)  # A alone (the first ms: B leaving the GIL)
-                phases.append((None, t0 + 1e-3, t0 + solo_s))
+                np.dot(big, big, out=big_out)  # A alone; B's CPU stays awake
+                phases.append((None, t0 + 2e-4, clock(), 0.0))
                 if k < cycles:
-                    end = clock() + settle_s + phase_s
+                    q0, end = _queued_s(tids), clock() + phase_s
                     run = _release_loop(*bufs, lambda end=end: clock() > end)
-                    phases.append((run, run[0] + settle_s, run[-1]))
+                    queued = (_queued_s(tids) - q0) / max(run[-1] - run[0], 1e-9)
+                    phases.append((run, run[0], run[-1], queued))
         finally:
             done[0] = True
 
     runs = [(holder, *_release_bufs()), (contender, *_release_bufs())]
     a_run = _pair(lambda body, *bufs: body(*bufs), runs, cpus)[0]
-    per = [  # median seconds per iteration in each phase
+    per = [  # seconds per iteration in each phase; NaN when our threads queued
         _per_release([a_run] if b_run is None else [a_run, b_run], lo, hi)
-        for b_run, lo, hi in phases
+        if queued <= _QUEUED
+        else math.nan
+        for b_run, lo, hi, queued in phases
     ]
     costs = [per[k] - 0.5 * (per[k - 1] + per[k + 1]) for k in range(1, len(per) - 1, 2)]
     return [c for c in costs if math.isfinite(c)]
@@ -323,9 +338,8 @@ def _busy_share(before, after, own_s):
     """Share of the machine's CPUs busy with other work than this process meanwhile."""
     if not before or not after or after[1] <= before[1]:
         return None
-    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    busy = (after[0] - before[0]) / hz - own_s
-    return max(0.0, busy / ((after[1] - before[1]) / hz))
+    hz = os.sysconf("SC_CLK_TCK")
+    return max(0.0, ((after[0] - before[0]) / hz - own_s) / ((after[1] - before[1]) / hz))
 
 
 def _trim_wakes(wakes, tail=_WAKE_TAIL):
@@ -340,9 +354,8 @@ def _trim_wakes(wakes, tail=_WAKE_TAIL):
 
 
 def _clamp(c):
-    # Below 0 is timing noise (kernels do not speed each other up); above 1 a
-    # kernel would run at under half speed beside another, which is preemption
-    # the on-CPU test missed, not contention.
+    # Below 0 is timing noise (kernels do not speed each other up); above 1, a
+    # kernel at under half speed beside another, a preemption the test missed.
     return min(1.0, max(0.0, c)) if math.isfinite(c) else c
 
 
@@ -361,7 +374,7 @@ def _measure(rounds):
     t0 = time.perf_counter()
     with threadpool_limits(1):
         # Warm up the code paths and BLAS.
-        _release_cost(cpus, cycles=1, solo_s=0.002, settle_s=0.0, phase_s=0.002)
+        _release_cost(cpus, cycles=2, phase_s=0.002)
         for _ in range(rounds):
             wake = _wake_samples(cpus)
             cost = _release_cost(cpus)
@@ -380,11 +393,11 @@ def _measure(rounds):
         # above); measure on, within a bounded time, until enough are clean.
         extra_until = time.perf_counter() + _EXTRA_S
         while time.perf_counter() < extra_until and (
-            len(costs) < _ENOUGH or len(contentions) < _ENOUGH
+            len(costs) < _ENOUGH["release"] or len(contentions) < _ENOUGH["contention"]
         ):
-            if len(costs) < _ENOUGH:
+            if len(costs) < _ENOUGH["release"]:
                 costs += _release_cost(cpus)
-            if len(contentions) < _ENOUGH:
+            if len(contentions) < _ENOUGH["contention"]:
                 contentions += _contention(cpus)
     other = _busy_share(jiffies, _cpu_jiffies(), time.process_time() - own)
 
