@@ -106,7 +106,13 @@ def explain(cal, rows, model_ok):
         f"{cal['amdahl_2']:.2f}x; simulating the threads' hand-offs of the GIL (wake-up "
         f"{m.get('wake_s', 0.0) * 1e6:.0f} µs, release cost "
         f"{m.get('release_cost_s', 0.0) * 1e6:.2f} µs, kernel contention "
-        f"{m.get('kernel_contention', 0.0):.2f}) predicts {cal['predicted_2']:.2f}x "
+        f"{m.get('kernel_contention', 0.0):.2f}"
+        + (
+            f"; other processes kept {m['other_load']:.0%} of the CPUs busy meanwhile"
+            if _finite(m.get("other_load"))
+            else ""
+        )
+        + f") predicts {cal['predicted_2']:.2f}x "
         f"(band {band[0]:.2f}-{band[1]:.2f}x); untested here: {ahead or 'none'} threads, "
         f"{free or 'none'} without a GIL.{check}"
     )
