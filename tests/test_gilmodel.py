@@ -5,7 +5,14 @@ import threading
 
 import pytest
 
-from mlpar.analysis._machine import _clamp, _iq_mean, _per_release, _queued_s, _trim_wakes
+from mlpar.analysis._machine import (
+    _clamp,
+    _contention_of,
+    _iq_mean,
+    _per_release,
+    _queued_s,
+    _trim_wakes,
+)
 from mlpar.analysis.gilmodel import (
     PREDICT_N,
     amdahl,
@@ -67,6 +74,13 @@ def test_robust_statistics_of_the_machine_probes():
     # Contention is a slow-down: within [0, 1], NaN stays NaN (no sample).
     assert _clamp(-0.1) == 0.0 and _clamp(3.0) == 1.0 and _clamp(0.2) == 0.2
     assert math.isnan(_clamp(math.nan))
+    # Contention: spells of a shared host core (slow-downs over 0.5) as a
+    # minority do not move it; as the majority they are the machine.
+    assert _contention_of([0.0, 0.01, 0.02, 0.9, 0.92]) == (pytest.approx(0.01), 0.4)
+    assert _contention_of([0.01, 0.8, 0.9, 0.92])[0] == pytest.approx(0.85)
+    assert _contention_of([0.1, 3.0, -1.0])[0] == pytest.approx(0.05)  # clamped: 0.1, 1, 0
+    c, shared = _contention_of([])
+    assert math.isnan(c) and shared == 0.0
     # The scheduler's queueing count: a thread that does not exist queued 0 s.
     assert _queued_s([2**31 - 1]) == 0.0 and _queued_s([threading.get_native_id()]) >= 0.0
 
