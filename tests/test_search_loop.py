@@ -87,3 +87,34 @@ def test_retries_happen_before_the_source_is_told():
     source = Grid(expand_space({"x": [3, 4]}))
     run_source(_score, source, retries=2)
     assert sorted(source.told) == [(3, 3), (4, 1)]
+
+
+class _Restarting(__import__("mlpar.backends", fromlist=["SerialBackend"]).SerialBackend):
+    """Serial, but with no free worker for a few looks after each trial (a Dask restart)."""
+
+    def start(self, runner, *, blas_threads):
+        super().start(runner, blas_threads=blas_threads)
+        self.blind, self.waited = 0, 0
+
+    @property
+    def capacity(self):
+        if self.blind:
+            self.blind -= 1
+            self.waited += 1
+            return 0
+        return 1
+
+    def wait(self):
+        self.blind = 3
+        return super().wait()
+
+
+def test_a_backend_without_a_free_worker_for_a_moment_loses_no_trial():
+    from mlpar.backends import register_backend
+    from mlpar.search import GridSource, run_source
+    from mlpar.space import expand_space
+
+    register_backend("restarting-test", _Restarting)
+    trials = expand_space({"x": [1, 2, 3, 4]})
+    result = run_source(lambda p, s: {"x": p["x"]}, GridSource(trials), backend="restarting-test")
+    assert [r.metrics["x"] for r in result] == [1, 2, 3, 4]

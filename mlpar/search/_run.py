@@ -31,6 +31,8 @@ RETRYABLE = ("failed", "timeout", "crashed")
 # before they loaded; the in-process budget is re-applied when a row shows it,
 # a few times at most.
 _MAX_BUDGET_REFRESHES = 3
+# Seconds a sweep with waiting trials waits for a backend with no free worker.
+_NO_CAPACITY_TIMEOUT = 60.0
 
 
 def callable_name(fn):
@@ -348,14 +350,16 @@ class _Schedule:
             self.pending.append([(index, trial, 1) for index, trial in unit])
 
     def run(self, first):
-        backend, running, next_id = self.backend, {}, 0
+        backend, running, next_id, idle_since = self.backend, {}, 0, None
         self._queue(first)
         while True:
+            exhausted = False  # the source was asked and had nothing to start
             while len(running) < backend.capacity:
                 if not self.pending:
                     batch = self.source.ask(backend.capacity - len(running))
                     _record_events(self.source, self.journal)
                     if not batch:
+                        exhausted = True
                         break
                     _prepare(self.fn, batch)
                     self._queue(batch)
@@ -368,7 +372,13 @@ class _Schedule:
                 )
                 next_id += 1
             if not running:
-                return self.rows
+                if exhausted and not self.pending:
+                    return self.rows
+                # Work waits but no worker can take it: a Dask worker that a
+                # crashing trial killed is being restarted. Wait for it.
+                idle_since = self._wait_for_capacity(idle_since)
+                continue
+            idle_since = None
             self.bar.update(running=len(running))
             for job_id, outcome in backend.wait():
                 unit = running.pop(job_id)
@@ -382,6 +392,19 @@ class _Schedule:
                 )
                 for item, result in zip(unit, outcomes):
                     self._finish(item, result, stack, running=len(running))
+
+    def _wait_for_capacity(self, since):
+        """Sleep a moment while the backend has no capacity; give up after a minute."""
+        now = time.monotonic()
+        since = now if since is None else since
+        if now - since > _NO_CAPACITY_TIMEOUT:
+            raise RuntimeError(
+                f"backend {self.backend.name!r} has had no free worker for "
+                f"{_NO_CAPACITY_TIMEOUT:.0f} s with {len(self.pending)} trial(s) waiting; "
+                "finished trials are in the journal (resume=True finishes the sweep)"
+            )
+        time.sleep(0.05)
+        return since
 
     def _finish(self, item, result, stack, *, running):
         """One trial's outcome: retried, or a final row journaled and told to the source."""
