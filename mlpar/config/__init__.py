@@ -46,7 +46,8 @@ from ._checks import INVALID, Problem, closest, plain, show, unknown_key
 from ._schema import (NAME, NESTED, SCHEMA, SECTIONS, TOP_KEYS, TRIAL_CHECKS, TRIAL_PARAM_NAMES,
                       CompareConfig, DataConfig, ExecutionConfig, ModelConfig, OutputConfig,
                       SweepConfig, TrainConfig, settings)
-from ._sweepspec import Distribution, candidates, data_problems, params_to_yaml, search_space
+from ._sweepspec import (Distribution, HalvingConfig, candidates, data_problems, params_to_yaml,
+                         search_space)
 from ._yaml import (OverrideWarning, apply_override, dump_yaml, parse_override_text, printable,
                     read_yaml_file, switch_backend)
 
@@ -54,7 +55,7 @@ __all__ = [
     "ConfigError", "ExperimentConfig", "DataConfig", "ModelConfig", "TrainConfig",
     "SweepConfig", "ExecutionConfig", "CompareConfig", "OutputConfig", "TrialSettings",
     "Distribution", "TRIAL_PARAM_NAMES", "load_config", "config_from_dict", "parse_override",
-    "resolve_trial_params", "OverrideWarning",
+    "resolve_trial_params", "OverrideWarning", "HalvingConfig",
 ]
 
 

@@ -7,15 +7,10 @@ gives the same rungs, rankings and budget as the run that wrote it.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from ..results import SweepResult
-from ..runs import atomic_write
+from ..results import SweepResult, write_csv
 from ._rungs import config_key, rank_configurations
 
 __all__ = ["HalvingResult", "Rung"]
@@ -141,29 +136,12 @@ class HalvingResult:
 
     def table(self):
         """One flat dict per trial of every rung: ``rung``, ``resource``, then the row."""
-        out = []
-        for r in self.rungs:
-            for row in r.result:
-                data = row.to_dict()
-                params, metrics = data.pop("params"), data.pop("metrics")
-                flat = {"rung": r.rung, "resource": r.resource}
-                flat.update({k: data[k] for k in ("key", "index", "repeat", "seed", "status")})
-                flat.update({f"param_{k}": v for k, v in params.items()})
-                flat.update({f"metric_{k}": v for k, v in metrics.items()})
-                flat.update({k: v for k, v in data.items() if k not in flat})
-                out.append(flat)
-        return out
+        return [
+            {"rung": r.rung, "resource": r.resource, **flat}
+            for r in self.rungs
+            for flat in r.result.table()
+        ]
 
     def to_csv(self, path):
         """Write :meth:`table` as CSV, atomically; lists and dicts as JSON."""
-        table = self.table()
-        columns = list(dict.fromkeys(k for flat in table for k in flat)) or ["rung"]
-        buffer = io.StringIO(newline="")
-        writer = csv.DictWriter(buffer, fieldnames=columns)
-        writer.writeheader()
-        for flat in table:
-            writer.writerow(
-                {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in flat.items()}
-            )
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return atomic_write(path, buffer.getvalue(), newline="")
+        return write_csv(path, self.table(), empty=["rung"])

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
+from ..config import HalvingConfig
 from ._rungs import METRIC_MODES, rung_resources
 
 __all__ = ["Halving", "HALVING_KEYS", "MODES", "as_halving"]
@@ -24,8 +25,8 @@ def _is_number(value):
 
 
 @dataclass(frozen=True)
-class Halving:
-    """A checked halving setup; build it with :func:`as_halving`.
+class Halving(HalvingConfig):
+    """A checked halving setup (the keys of YAML's ``sweep.halving``); build it with :func:`as_halving`.
 
     Attributes
     ----------
@@ -43,22 +44,14 @@ class Halving:
         The metric's direction (resolved: ``min`` for losses, ``max`` for scores).
     """
 
-    mode: str = "sync"
-    resource: str = "epochs"
-    min_resource: object = None
-    max_resource: object = None
-    factor: int = 3
-    metric: str = "val_score"
-    metric_mode: str | None = None
-
     @property
     def resources(self):
         """The resource of every rung."""
         return rung_resources(self.min_resource, self.max_resource, self.factor)
 
     def to_dict(self):
-        """Every key, as the journal header and ``summary.json`` record it."""
-        return asdict(self)
+        """Every key, as the journal header records it."""
+        return self.to_yaml()
 
 
 HALVING_KEYS = tuple(Halving.__dataclass_fields__)

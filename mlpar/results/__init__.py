@@ -18,6 +18,7 @@ from ._rows import STATUSES, TrialRow
 __all__ = [
     "TrialRow",
     "SweepResult",
+    "write_csv",
     "Journal",
     "read_journal",
     "STATUSES",
@@ -240,7 +241,7 @@ class SweepResult:
         i = min(candidates, key=lambda j: summary[f"rank_{metric}"][j])
         return {column: values[i] for column, values in summary.items()}
 
-    def _table(self):
+    def table(self):
         """Return one flat dict per row: ``param_<name>`` and ``metric_<name>`` columns."""
         table = []
         for row in self.rows:
@@ -269,7 +270,7 @@ class SweepResult:
                 "SweepResult.to_pandas needs pandas, which is not installed; "
                 "install it with: pip install pandas"
             ) from exc
-        return pandas.DataFrame(self._table())
+        return pandas.DataFrame(self.table())
 
     def to_csv(self, path):
         """Write the rows as CSV, atomically (see :func:`mlpar.runs.atomic_write`).
@@ -284,16 +285,25 @@ class SweepResult:
         -------
         path : pathlib.Path
         """
-        path = Path(path)
-        table = self._table()
-        columns = list(dict.fromkeys(k for flat in table for k in flat)) or ["key"]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        buffer = io.StringIO(newline="")
-        writer = csv.DictWriter(buffer, fieldnames=columns)
-        writer.writeheader()
-        for flat in table:
-            writer.writerow(
-                {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in flat.items()}
-            )
-        atomic_write(path, buffer.getvalue(), newline="")
-        return path
+        return write_csv(path, self.table(), empty=["key"])
+
+
+def write_csv(path, table, *, empty=("key",)):
+    """Write flat dicts as CSV, atomically; lists and dicts as JSON; ``empty``: the header of none.
+
+    Returns
+    -------
+    path : pathlib.Path
+    """
+    path = Path(path)
+    columns = list(dict.fromkeys(k for flat in table for k in flat)) or list(empty)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    for flat in table:
+        writer.writerow(
+            {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in flat.items()}
+        )
+    atomic_write(path, buffer.getvalue(), newline="")
+    return path
