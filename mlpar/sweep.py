@@ -9,7 +9,6 @@ or random space here.
 
 import math
 
-from .halving import run_halving
 from .results import SweepResult
 from .search import GridSource, run_source
 from .space import expand_space
@@ -200,6 +199,8 @@ def sweep(
     if halving is not None:
         if sampler is not None:
             raise ValueError("sampler and halving do not combine yet: use one of them")
+        from .halving import run_halving  # here: it loads the config schema
+
         return run_halving(
             fn,
             space,
