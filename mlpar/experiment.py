@@ -146,7 +146,13 @@ def _sampler(spec, space, opts):
     sampler = make_sampler(
         spec.name, seed=spec.seed, n_jobs=2 if parallel else 1, categorical=categorical
     )
-    return {"sampler": sampler, "metric": spec.metric, "mode": spec.direction}
+    # The config checked that params hold distributions; its choices come as lists.
+    return {
+        "sampler": sampler,
+        "metric": spec.metric,
+        "mode": spec.direction,
+        "lists_are_choices": True,
+    }
 
 
 def describe_search(config):

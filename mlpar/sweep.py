@@ -240,5 +240,6 @@ def _source(space, *, n_iter, seeds, random_state, sampler=None):
             metric=spec.get("metric", "val_score"),
             mode=spec.get("mode", "max"),
             random_state=random_state,
+            lists_are_choices=spec.get("lists_are_choices", False),
         )
     return GridSource(expand_space(space, n_iter=n_iter, seeds=seeds, random_state=random_state))

@@ -263,6 +263,26 @@ def test_yaml_sampler_section_runs_tpe_and_records_the_study(tmp_path):
     assert len(again) == 4
 
 
+def test_a_yaml_space_of_choices_only_runs_with_a_model_based_sampler():
+    """YAML's choice is categorical (unlike a Python list, which means a grid)."""
+    from mlpar.config import config_from_dict
+    from mlpar.experiment import sweep_config
+
+    config = config_from_dict(
+        {
+            "name": "t",
+            "data": {"dataset": "digits"},
+            "train": {"epochs": 1},
+            "sweep": {
+                "params": {"units": {"choice": [8, 16]}, "batch_size": {"choice": [32, 64]}},
+                "sampler": {"name": "tpe", "n_trials": 3, "seed": 0},
+            },
+        }
+    )
+    result = sweep_config(config, progress=False, backend="serial")
+    assert len(result) == 3 and all(r.status == "ok" for r in result)
+
+
 def test_report_section_draws_optunas_plots_from_the_journal(tmp_path):
     pytest.importorskip("matplotlib")
     from mlpar.report._optuna import optuna_section

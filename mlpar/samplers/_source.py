@@ -70,7 +70,9 @@ class SamplerSource(Source):
         Seeds every trial's seed (with its key).
     """
 
-    def __init__(self, space, sampler, *, n_trials, metric, mode, random_state):
+    def __init__(
+        self, space, sampler, *, n_trials, metric, mode, random_state, lists_are_choices=False
+    ):
         optuna = import_optuna()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         if isinstance(n_trials, bool) or not isinstance(n_trials, numbers.Integral):
@@ -80,7 +82,9 @@ class SamplerSource(Source):
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
         name = type(sampler).__name__
-        self.space = SearchSpace(space, model_based=name not in _MODEL_FREE)
+        # A YAML space's ``choice`` arrives as a list, checked by the config already.
+        model_based = name not in _MODEL_FREE and not lists_are_choices
+        self.space = SearchSpace(space, model_based=model_based)
         self._optuna = optuna
         self.study = optuna.create_study(
             sampler=sampler, direction="maximize" if mode == "max" else "minimize"
