@@ -50,6 +50,7 @@ class _Halving(Source):
         self.ckeys = [config_key(c, spec.resource) for c in self.configs]
         self.checkpoints = None if checkpoints is None else Path(checkpoints)
         self.jobs, self.by_key, self.told, self.ranked = {}, {}, set(), {}
+        self._seed_cache, self._trial_cache = {}, {}
         self.next_index, self.finished, self._events = 0, False, []
         self.sign = -1.0 if spec.metric_mode == "max" else 1.0
         rung0 = [t for c in range(len(self.configs)) for t in self._trials(c, 0, advance=False)]
@@ -63,18 +64,32 @@ class _Halving(Source):
 
     # ------------------------------------------------------------ jobs
     def _trials(self, cindex, rung, *, advance=True):
-        base = self.configs[cindex]
-        params = {**base, self.spec.resource: self.resources[rung]}
-        out = []
-        for repeat in range(self.seeds):
-            # One seed per configuration and repeat, the same in every rung:
-            # a restarted trial replays its earlier rung's start.
-            seed = trial_seed(self.random_state, trial_key(base, repeat))
-            out.append(Trial(trial_key(params, repeat), params, repeat, seed))
+        out = self._trial_cache.pop((cindex, rung), None)
+        if out is None:
+            params = {**self.configs[cindex], self.spec.resource: self.resources[rung]}
+            out = [
+                Trial(trial_key(params, repeat), params, repeat, seed)
+                for repeat, seed in enumerate(self._seeds(cindex))
+            ]
+            if not advance:  # rung 0's, made for the header: kept for its jobs
+                self._trial_cache[(cindex, rung)] = out
         if advance:
             out = [(self.next_index + i, t) for i, t in enumerate(out)]
             self.next_index += len(out)
         return out
+
+    def _seeds(self, cindex):
+        """The seeds of a configuration's repeats: the same in every rung, computed once.
+
+        A restarted trial replays its earlier rung's start. (Hashing a key and
+        mixing a seed cost ~0.1 ms, which ASHA would pay at every decision.)
+        """
+        seeds = self._seed_cache.get(cindex)
+        if seeds is None:
+            base = self.configs[cindex]
+            seeds = [trial_seed(self.random_state, trial_key(base, r)) for r in range(self.seeds)]
+            self._seed_cache[cindex] = seeds
+        return seeds
 
     def _start(self, cindex, rung):
         """Create the job of configuration ``cindex`` at ``rung``; returns its indexed trials."""
@@ -142,8 +157,8 @@ class _Halving(Source):
     def _drop(self, cindex, rung):
         if self.checkpoints is None:
             return
-        for t in self._trials(cindex, rung, advance=False):
-            checkpoint_file(self.checkpoints, self.ckeys[cindex], t.seed, rung).unlink(
+        for seed in self._seeds(cindex):
+            checkpoint_file(self.checkpoints, self.ckeys[cindex], seed, rung).unlink(
                 missing_ok=True
             )
 
