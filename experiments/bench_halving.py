@@ -71,9 +71,24 @@ def trained_epochs(rows):
 
 
 def idle(rows, n_jobs):
-    """Worker idle time inside the search: n_jobs x span minus the trials' wall time."""
+    """Worker idle time inside the search: n_jobs x span minus the trials' wall time.
+
+    This counts a worker's wait after its last trial too (the search's tail).
+    """
     span = max(r.ended_at for r in rows) - min(r.started_at for r in rows)
     return n_jobs * span - sum(r.wall_time for r in rows), span
+
+
+def gaps(rows):
+    """The issue's measure: the sum over workers of the gaps between consecutive trials."""
+    by_worker = {}
+    for r in rows:
+        by_worker.setdefault((r.pid, r.thread_id), []).append(r)
+    total = 0.0
+    for trials in by_worker.values():
+        trials.sort(key=lambda r: r.started_at)
+        total += sum(b.started_at - a.ended_at for a, b in zip(trials, trials[1:]))
+    return total
 
 
 def run_full(n_iter, rs, args):
@@ -103,7 +118,7 @@ def run_halving(n_iter, rs, args, mode, *, widths=None, batch=None):
     )
     wall = time.perf_counter() - t0
     h = result.halving
-    gaps, span = idle(result.rows, args.n_jobs)
+    waiting, span = idle(result.rows, args.n_jobs)
     top = h.rungs[-1].result.rows
     return {
         "best": best_val(result, top),
@@ -112,7 +127,8 @@ def run_halving(n_iter, rs, args, mode, *, widths=None, batch=None):
         "wall": wall,
         "trials": len(result),
         "rungs": [len(r.ranking) for r in h.rungs],
-        "idle": gaps,
+        "idle": waiting,
+        "gaps": gaps(result.rows),
         "span": span,
     }
 
@@ -182,7 +198,7 @@ def main(argv=None):
     ap.add_argument("--idle-n-iter", type=int, default=81)
     ap.add_argument("--idle-widths", type=int, nargs="+", default=[256, 1024, 2048])
     ap.add_argument("--idle-batch", type=int, default=32)
-    ap.add_argument("--idle-repeats", type=int, default=3)
+    ap.add_argument("--idle-repeats", type=int, default=5)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
@@ -237,16 +253,27 @@ def idle_section(args):
                 )  # fmt: skip
                 runs.append({"repeat": rep, "mode": mode, **r})
                 print(
-                    f"idle rs {rep} {mode:5s} idle {r['idle']:.2f} s of span {r['span']:.2f} s "
+                    f"idle rs {rep} {mode:5s} gaps {r['gaps']:.3f} s, idle {r['idle']:.2f} s "
+                    f"of span {r['span']:.2f} s "
                     f"x{args.n_jobs}, epochs {r['epochs']}, rungs {r['rungs']}",
                     flush=True,
                 )
-    ratios = [
-        next(r for r in runs if r["repeat"] == rep and r["mode"] == "async")["idle"]
-        / next(r for r in runs if r["repeat"] == rep and r["mode"] == "sync")["idle"]
-        for rep in range(args.idle_repeats)
-    ]
-    return {"runs": runs, "ratios": ratios, "median_ratio": statistics.median(ratios)}
+
+    def ratios(field):
+        return [
+            next(r for r in runs if r["repeat"] == rep and r["mode"] == "async")[field]
+            / next(r for r in runs if r["repeat"] == rep and r["mode"] == "sync")[field]
+            for rep in range(args.idle_repeats)
+        ]
+
+    gap_ratios, idle_ratios = ratios("gaps"), ratios("idle")
+    return {
+        "runs": runs,
+        "gap_ratios": gap_ratios,
+        "median_gap_ratio": statistics.median(gap_ratios),
+        "ratios": idle_ratios,
+        "median_ratio": statistics.median(idle_ratios),
+    }
 
 
 def _median(group, f):
@@ -305,19 +332,24 @@ def markdown(out):
             "",
             f"ASHA vs sync, worker idle time inside the search ({s['idle_n_iter']} configurations, "
             f"widths {s['idle_widths']}, batch {s['idle_batch']}, {s['idle_repeats']} interleaved "
-            f"repeats; idle = n_jobs x (last end - first start) - sum of trial wall times):",
+            f"repeats). Gaps: the sum over workers of the time between one trial's end and "
+            f"the next one's start. Idle: n_jobs x (last end - first start) - sum of trial "
+            f"wall times, which adds the waits at the search's end.",
             "",
-            "| repeat | search | idle s | span s | epochs | rungs (configurations) |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| repeat | search | gaps s | idle s | span s | epochs | rungs (configurations) |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r in idle["runs"]:
             lines.append(
-                f"| {r['repeat']} | {r['mode']} | {r['idle']:.3f} | {r['span']:.2f} "
-                f"| {r['epochs']} | {r['rungs']} |"
+                f"| {r['repeat']} | {r['mode']} | {r['gaps']:.3f} | {r['idle']:.3f} "
+                f"| {r['span']:.2f} | {r['epochs']} | {r['rungs']} |"
             )
         lines += [
             "",
-            "ASHA idle / sync idle per repeat: "
+            "ASHA gaps / sync gaps per repeat: "
+            + ", ".join(f"{x:.2f}" for x in idle["gap_ratios"])
+            + f"; median **{idle['median_gap_ratio']:.2f}**.",
+            "ASHA idle / sync idle per repeat (with the end): "
             + ", ".join(f"{x:.2f}" for x in idle["ratios"])
             + f"; median **{idle['median_ratio']:.2f}**.",
         ]
