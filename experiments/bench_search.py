@@ -31,7 +31,7 @@ from scipy import stats
 from threadpoolctl import threadpool_limits
 
 from mlpar import sweep
-from mlpar.environment import environment_info, format_environment
+from mlpar.environment import cpu_model, environment_info, format_environment
 from mlpar.samplers import make_sampler
 from mlpar.trial import train_mlp
 
@@ -166,16 +166,6 @@ def crash(n_trials, epochs):
     return {"n_rows": len(result), "statuses": statuses}
 
 
-def _cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -184,7 +174,7 @@ def main(argv=None):
     n_trials, seeds, repeats, epochs = (6, 1, 1, 2) if args.quick else (40, 5, 3, 10)
     speed_trials = 6 if args.quick else 40
     print(format_environment(environment_info()), flush=True)
-    cpu = _cpu_model()
+    cpu = cpu_model()
     print("quality: TPE vs random", flush=True)
     q = quality(n_trials, seeds, epochs)
     print("speed: mlpar processes x2 vs optuna n_jobs=2", flush=True)

@@ -29,7 +29,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -43,7 +42,7 @@ from mlpar.analysis.compare import run_comparison, split_groups
 from mlpar.analysis.gilmodel import predict_threads
 from mlpar.analysis.summary import group_label, strict_json
 from mlpar.config import load_config
-from mlpar.environment import environment_info, format_environment
+from mlpar.environment import cpu_model, environment_info, format_environment
 from mlpar.report.plots import figures, plot_predicted_vs_measured
 from mlpar.report.tables import format_table
 
@@ -63,16 +62,6 @@ def lscpu_model():
     except (OSError, subprocess.SubprocessError):
         pass
     return cpu_model()
-
-
-def cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def rows_of(name, doc):

@@ -49,6 +49,18 @@ def _blas():
     ]
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows, else "unknown"."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def environment_info(argv=None) -> dict:
     """A JSON-ready record of the machine and software a measurement ran on."""
     import joblib
@@ -61,6 +73,7 @@ def environment_info(argv=None) -> dict:
         "joblib_cpu_count": joblib.cpu_count(),
         "machine": platform.machine(),
         "processor": platform.processor() or None,
+        "cpu": cpu_model(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
@@ -113,7 +126,7 @@ def format_environment(info: dict) -> str:
         f"BLAS:    {blas}",
         f"Python:  {info['python']} ({info['python_implementation']}, {build} build, "
         f"GIL {gil} at run time)",
-        f"machine: {info['platform']}",
+        f"machine: {info['platform']}" + (f", CPU {info['cpu']}" if info.get("cpu") else ""),
         f"versions: {versions}",
     ]
     if info["env"]:
