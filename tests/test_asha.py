@@ -243,3 +243,17 @@ def test_a_resumed_run_continues_from_the_checkpoints_on_disk(tmp_path, mode):
     assert [(r.key, {k: r.metrics[k] for k in keep}) for r in resumed] == [
         (r.key, {k: r.metrics[k] for k in keep}) for r in whole
     ]
+
+
+def test_compare_runs_a_halving_config_unchanged(tiny, tmp_path):
+    from mlpar.cli import main
+
+    run_dir = tmp_path / "cmp"
+    halving = "sweep.halving={min_resource: 1, max_resource: 3, factor: 2}"
+    args = ["compare", str(tiny), "--repeats", "1", "--run-dir", str(run_dir), "--no-progress"]
+    assert main([*args, "--set", halving]) == 0
+    journals = sorted((run_dir / "compare").glob("*.jsonl"))
+    assert journals
+    for journal in journals:
+        rows = read_journal(journal)[1]
+        assert [r.rung for r in rows] == [0] * 4 + [1] * 2
