@@ -440,3 +440,10 @@ def test_durations_read_as_people_write_them(seconds, text):
     from mlpar.results import duration
 
     assert duration(seconds) == text
+
+
+def test_a_progress_line_before_the_journal_header_says_preparing():
+    from mlpar.results import Progress
+
+    line = Progress(done=0, not_ok=0, total=0, new=0, elapsed=1.2, eta=None).line()
+    assert re.fullmatch(r"sweep: preparing, \d+ s elapsed", line), line

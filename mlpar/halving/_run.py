@@ -66,8 +66,9 @@ def run_halving(
     ``halving`` is a dict of :class:`~mlpar.halving.Halving`'s keys (or a
     Halving). Checkpoints live in ``checkpoints``, else beside the journal
     (``<journal stem>.checkpoints/``), else in a temporary folder removed at
-    the end; ``checkpoints=False``: none, every rung restarts its trials. ``options`` are :func:`mlpar.search.run_source`'s (``backend``,
-    ``n_jobs``, ``resume``...).
+    the end; ``checkpoints=False``: none, every rung restarts its trials.
+    ``options`` are :func:`mlpar.search.run_source`'s (``backend``, ``n_jobs``,
+    ``resume``...).
     """
     spec = as_halving(halving)
     if options.get("stack") not in (None, 1, "auto"):
@@ -84,14 +85,13 @@ def run_halving(
             f"got {spec.resource!r}"
         )
     configs = _configurations(space, spec, n_iter=n_iter, random_state=random_state)
-    owned, enabled = None, checkpoints is not False
-    checkpoints = None if checkpoints is False else checkpoints
+    owned = None
     if checkpoints is None and journal is not None:
         checkpoints = checkpoint_dir(journal)
-    if not enabled:
-        checkpoints = None
-    elif checkpoints is None:
+    if checkpoints is None:
         checkpoints = owned = tempfile.mkdtemp(prefix="mlpar-halving-")
+    if checkpoints is False:
+        checkpoints = None
     else:
         Path(checkpoints).mkdir(parents=True, exist_ok=True)
     trial = HalvingTrial(

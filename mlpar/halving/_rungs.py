@@ -16,6 +16,8 @@ __all__ = [
     "n_promoted",
     "rank_configurations",
     "config_key",
+    "mean_metric",
+    "rank_order",
     "METRIC_MODES",
 ]
 
@@ -58,13 +60,30 @@ def config_key(params, resource):
     return trial_key({k: v for k, v in params.items() if k != resource})
 
 
-def rank_configurations(rows, *, resource, metric, mode, error_score=math.nan):
-    """Rank the configurations of one rung, best first.
+def mean_metric(rows, metric, error_score=math.nan):
+    """A configuration's value: the mean ``metric`` over its repeats' rows.
 
-    A configuration's value is its mean ``metric`` over its repeats; a repeat
-    that did not end ``ok`` (or lacks the metric) counts as ``error_score``, so
-    a configuration that fails for one seed ranks last with NaN: a crashing
-    trial is demoted, never fatal. Ties are broken by :func:`config_key`.
+    A repeat that did not end ``ok`` (or lacks the metric) counts as
+    ``error_score``: with the default NaN, a configuration that fails for one
+    seed has a NaN mean and ranks last. A crashing trial is demoted, never fatal.
+    """
+    values = []
+    for row in rows:
+        value = row.metrics.get(metric) if row.status == "ok" else error_score
+        values.append(float(value) if _is_number(value) else error_score)
+    return math.fsum(values) / len(values)
+
+
+def rank_order(mean, key, mode):
+    """The sort key of a configuration: NaN last, best ``mean`` first, ties by ``key``."""
+    nan = math.isnan(mean)
+    return (nan, 0.0 if nan else (-mean if mode == "max" else mean), key)
+
+
+def rank_configurations(rows, *, resource, metric, mode, error_score=math.nan):
+    """Rank the configurations of one rung, best first, by :func:`mean_metric`.
+
+    Ties are broken by :func:`config_key`.
 
     Returns
     -------
@@ -73,19 +92,9 @@ def rank_configurations(rows, *, resource, metric, mode, error_score=math.nan):
     groups = {}
     for row in rows:
         base = {k: v for k, v in row.params.items() if k != resource}
-        key = canonical_json(base)
-        value = row.metrics.get(metric) if row.status == "ok" else error_score
-        if not _is_number(value):
-            value = error_score
-        groups.setdefault(key, (base, []))[1].append(float(value))
-    ranked = []
-    for base, values in groups.values():
-        mean = math.fsum(values) / len(values)
-        ranked.append((config_key(base, resource), base, mean))
-    sign = -1.0 if mode == "max" else 1.0
-
-    def order(item):
-        key, _, mean = item
-        return (math.isnan(mean), 0.0 if math.isnan(mean) else sign * mean, key)
-
-    return sorted(ranked, key=order)
+        groups.setdefault(canonical_json(base), (base, []))[1].append(row)
+    ranked = [
+        (config_key(base, resource), base, mean_metric(group, metric, error_score))
+        for base, group in groups.values()
+    ]
+    return sorted(ranked, key=lambda item: rank_order(item[2], item[0], mode))

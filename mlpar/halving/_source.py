@@ -20,7 +20,7 @@ from pathlib import Path
 from ..search import Source
 from ..space import Trial, fingerprint, trial_key, trial_seed
 from ._continue import checkpoint_file
-from ._rungs import config_key, n_promoted
+from ._rungs import config_key, mean_metric, n_promoted, rank_order
 
 __all__ = ["SyncHalving", "AsyncHalving", "make_source"]
 
@@ -52,7 +52,6 @@ class _Halving(Source):
         self.jobs, self.by_key, self.told, self.ranked = {}, {}, set(), {}
         self._seed_cache, self._trial_cache = {}, {}
         self.next_index, self.finished, self._events = 0, False, []
-        self.sign = -1.0 if spec.metric_mode == "max" else 1.0
         rung0 = [t for c in range(len(self.configs)) for t in self._trials(c, 0, advance=False)]
         n, total = len(self.configs), 0
         for _ in self.resources:
@@ -102,19 +101,13 @@ class _Halving(Source):
         return trials
 
     def value(self, job):
-        """A complete job's mean metric over seeds; a repeat not ``ok`` counts as error_score."""
+        """A complete job's :func:`~mlpar.halving._rungs.mean_metric` (computed once)."""
         if job.value is None:
-            values = []
-            for row in job.rows.values():
-                v = row.metrics.get(self.spec.metric) if row.status == "ok" else self.error_score
-                ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-                values.append(float(v) if ok else self.error_score)
-            job.value = math.fsum(values) / len(values)
+            job.value = mean_metric(job.rows.values(), self.spec.metric, self.error_score)
         return job.value
 
     def _order(self, job):
-        v = self.value(job)
-        return (math.isnan(v), 0.0 if math.isnan(v) else self.sign * v, self.ckeys[job.cindex])
+        return rank_order(self.value(job), self.ckeys[job.cindex], self.spec.metric_mode)
 
     def ranking(self, rung):
         """The complete jobs of ``rung``, best first (NaN last, ties by configuration key)."""

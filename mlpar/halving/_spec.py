@@ -12,16 +12,12 @@ import numbers
 from dataclasses import dataclass
 
 from ..config import HalvingConfig
-from ._rungs import METRIC_MODES, rung_resources
+from ._rungs import METRIC_MODES, _is_number, rung_resources
 
 __all__ = ["Halving", "HALVING_KEYS", "MODES", "as_halving"]
 
 #: ``sync``: rung after rung, deterministic. ``async``: ASHA, no worker waits.
 MODES = ("sync", "async")
-
-
-def _is_number(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ def _config_groups(result, metric):
     A seed that did not end ``ok`` makes its configuration's mean NaN (ranked
     last), exactly as in ``SweepResult.summary`` and scikit-learn's ``cv_results_``.
     """
-    mode = result.info.get("halving", {}).get("metric_mode") or metric_mode(metric)
+    mode = (result.info.get("halving") or {}).get("metric_mode") or metric_mode(metric)
     summary = result.summary(mode=mode) if result.rows else {"params": []}
     if f"mean_{metric}" not in summary:
         return []

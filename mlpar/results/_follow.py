@@ -61,6 +61,8 @@ class Progress:
 
     def line(self):
         """One short line for a log, e.g. ``sweep: 12/40 trials, 41 s elapsed, ETA 1 min 36 s``."""
+        if not self.total:  # no journal header yet: the space is being drawn, data prepared
+            return f"sweep: preparing, {duration(self.elapsed)} elapsed"
         final = self.done >= self.total
         eta = "" if self.eta is None or final else f", ETA {duration(self.eta)}"
         bad = f", {self.not_ok} not ok" if self.not_ok else ""
