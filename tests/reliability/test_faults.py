@@ -338,7 +338,9 @@ import os, sys, time
 from mlpar.sweep import sweep
 
 def hang(params, seed):
-    print(os.getpid(), flush=True)
+    # One write(2) of under PIPE_BUF bytes is atomic: two workers' lines
+    # cannot interleave into one ("1871818719"), as print's writes could.
+    os.write(1, b"%d\\n" % os.getpid())
     time.sleep(60)
     return {}
 
