@@ -220,7 +220,7 @@ _FLAGS = {"execution.backend": "--backend", "execution.n_jobs": "--n-jobs",
           "execution.blas_threads": "--blas-threads", "execution.stack": "--stack"}
 
 
-def _load(args):
+def _load(args, on_read=None):
     """args.config with its --set overrides and execution flags; notes go to stderr.
 
     Errors about a value a flag set name the flag (``--n-jobs: ...``), not
@@ -235,7 +235,8 @@ def _load(args):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", OverrideWarning)
         try:
-            config = load_config(args.config, overrides=list(args.overrides) + flags)
+            config = load_config(args.config, overrides=list(args.overrides) + flags,
+                                 on_read=on_read)
         except ConfigError as exc:
             lines = []
             for line in exc.errors:
@@ -295,9 +296,15 @@ def _run(args, argv):
 
     from .backends import prestart
 
-    config = _load(args)
+    # As soon as the file is read, before it is checked: the fork server's
+    # imports overlap the check's and those below. Again once checked (a no-op
+    # when nothing changed).
+    def early(ex):
+        prestart(ex.get("backend", "serial"), n_jobs=ex.get("n_jobs"),
+                 blas_threads=ex.get("blas_threads"))
+
+    config = _load(args, on_read=early)
     ex = config.execution
-    # Before the imports below: the fork server's imports overlap them.
     prestart(ex.backend, n_jobs=ex.n_jobs, blas_threads=ex.blas_threads)
     from .experiment import run_experiment
     from .report import format_run_summary

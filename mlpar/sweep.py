@@ -7,13 +7,19 @@ What runs is decided by a source (:mod:`mlpar.search`): every trial of a grid
 or random space here.
 """
 
-import math
+# The results, search and space modules (and NumPy with them) are imported
+# on the first call, not here: ``import mlpar`` binds this function, and
+# ``mlpar run`` starts its fork server before NumPy has loaded in this
+# process, so the server's imports overlap the rest of the run's.
+__all__ = ["sweep"]  # and SweepResult, by the __getattr__ below
 
-from .results import SweepResult
-from .search import GridSource, run_source
-from .space import expand_space
 
-__all__ = ["sweep", "SweepResult"]
+def __getattr__(name):
+    if name == "SweepResult":
+        from .results import SweepResult
+
+        return SweepResult
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def sweep(
@@ -28,7 +34,7 @@ def sweep(
     random_state=0,
     timeout=None,
     retries=0,
-    error_score=math.nan,
+    error_score=float("nan"),
     journal=None,
     resume=False,
     progress=None,
@@ -184,6 +190,8 @@ def sweep(
     >>> result.summary()["n_ok"]
     [2, 2]
     """
+    from .search import run_source
+
     options = dict(
         backend=backend,
         n_jobs=n_jobs,
@@ -225,6 +233,9 @@ def sweep(
 
 def _source(space, *, n_iter, seeds, random_state, sampler=None):
     """The source of a sweep's trials: the expanded grid or random space, or a sampler."""
+    from .search import GridSource
+    from .space import expand_space
+
     if sampler is not None:
         from .samplers import SamplerSource
 

@@ -18,7 +18,7 @@ import time
 from .config import TRIAL_CHECKS, resolve_trial_params
 from .context import checkpoint_path, previous_checkpoint_path, trial_deadline
 from .data import DATASETS, load_splits, prepare_splits
-from .nn import StackMember, fit_mlp, fit_mlp_stack
+from .nn import fit_mlp
 from .nn._checkpoint import load_checkpoint, save_checkpoint
 
 #: Trial parameters whose values are numbers (``epochs``, ``n_samples``, ``lr``...).
@@ -270,6 +270,8 @@ def run_stack(batch, *, kernel="auto"):
     for the times: ``fit_time`` and ``data_time`` are each trial's share of
     the stack's.
     """
+    from .nn import StackMember, fit_mlp_stack  # here: one-model workers never load it
+
     t0 = time.perf_counter()
     settings = [resolve_trial_params(params) for params, _ in batch]
     first = settings[0]

@@ -134,6 +134,25 @@ def test_backend_option_errors(kwargs, message):
         sweep(lstsq_trial, SPACE, progress=False, **kwargs)
 
 
+@pytest.mark.parametrize("limit", [None, "1", "64"])
+def test_cpu_count_is_joblibs_without_importing_it(monkeypatch, limit):
+    from mlpar.environment import cpu_count
+
+    if limit is not None:
+        monkeypatch.setenv("LOKY_MAX_CPU_COUNT", limit)
+    assert cpu_count() == joblib.cpu_count()
+
+
+def test_installed_versions_are_importlib_metadatas():
+    import importlib.metadata
+
+    from mlpar.environment import installed_version
+
+    for name in ("numpy", "scikit-learn", "joblib", "threadpoolctl", "PyYAML", "mlpar"):
+        assert installed_version(name) == importlib.metadata.version(name)
+    assert installed_version("no-such-distribution-here") is None
+
+
 def test_default_n_jobs():
     assert sweep(lstsq_trial, {"n": [8], "lr": [0.01]})[0].n_jobs == 1
     assert (

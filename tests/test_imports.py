@@ -130,3 +130,64 @@ def test_workers_that_train_import_no_heavy_library(backend):
     assert out["status"] == ["ok", "ok"]
     assert out["heavy"] == [[], []]
     assert out["parent"] == []
+
+
+def test_import_mlpar_loads_no_numpy():
+    # `mlpar run` starts its fork server before NumPy loads in its own process.
+    out = _python('import mlpar\nprint(json.dumps({"numpy": "numpy" in sys.modules}))')
+    assert out == {"numpy": False}
+
+
+def test_the_fork_servers_preload_imports_no_yaml_nor_heavy_library():
+    out = _python(
+        "import mlpar.backends._execute, mlpar.trial\n"
+        'print(json.dumps({"heavy": loaded(), "yaml": "yaml" in sys.modules}))'
+    )
+    assert out == {"heavy": [], "yaml": False}
+
+
+EARLY_SERVER = textwrap.dedent("""
+    import contextlib, io
+    import mlpar.backends as backends
+    from mlpar.backends import _forkserver
+    from mlpar.cli import main
+
+    seen = []
+    real = backends.prestart
+
+    def prestart(*args, **kwargs):
+        seen.append("numpy" in sys.modules)
+        return real(*args, **kwargs)
+
+    backends.prestart = prestart
+    with contextlib.redirect_stdout(io.StringIO()):
+        rc = main({argv!r})
+    print(json.dumps({{"rc": rc, "numpy_at_first_prestart": seen[0],
+                      "servers": len(_forkserver._SERVERS._servers)}}))
+""")
+
+
+def test_run_starts_its_fork_server_before_numpy_and_only_one(tmp_path):
+    from mlpar.backends._process import ProcessBackend
+
+    if ProcessBackend._launcher != "forkserver":
+        pytest.skip("fork servers only")
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(
+        "name: tiny\ndata: {dataset: iris}\nmodel: {hidden: [4]}\n"
+        "train: {epochs: 1}\nsweep:\n  params: {lr: [0.01, 0.1]}\n"
+        "execution: {backend: processes, n_jobs: 2, blas_threads: 1}\n"
+        f"output: {{folder: {str(tmp_path / 'runs')!r}}}\n"
+    )
+    out = _python(EARLY_SERVER.format(argv=["run", str(cfg), "--no-progress"]))
+    # The server the file's settings asked for is the one the sweep used.
+    assert out == {"rc": 0, "numpy_at_first_prestart": False, "servers": 1}
+
+
+def test_environment_info_names_the_blas_in_a_fresh_interpreter():
+    # threadpoolctl sees only loaded libraries: the record must load NumPy's first.
+    out = _python(
+        "from mlpar.environment import environment_info\n"
+        'print(json.dumps({"blas": len(environment_info()["blas"])}))'
+    )
+    assert out["blas"] >= 1

@@ -154,21 +154,30 @@ def prestart(name, *, n_jobs=None, blas_threads=None):
     A sweep about to run on ``processes`` calls this as early as it can: the
     fork server then imports NumPy and the engine while this process goes on
     preparing the run. ``blas_threads`` None means the sweep's default,
-    ``cores // n_jobs``. Unknown names and backends with nothing to start are
-    ignored: the sweep itself reports any error.
+    ``cores // n_jobs``. Unknown names, values that are not what the sweep
+    takes and backends with nothing to start are ignored: the sweep itself
+    reports any error.
     """
+    if not isinstance(name, str) or not (
+        blas_threads is None or (type(blas_threads) is int and blas_threads > 0)
+    ):
+        return
     # Importing joblib sets KMP_INIT_AT_FORK in os.environ, which is part of the
     # environment a fork server is kept for, and the sweep imports joblib before
     # it starts its workers: set now as joblib sets it (its __init__), without
     # the 60 ms of importing it before the server can start.
     os.environ.setdefault("KMP_INIT_AT_FORK", "FALSE")
+    # And threadpoolctl, imported with the sweep's runner, sets this one (its
+    # module body): set it first too, or the server started here would be
+    # for another environment than the sweep's, and a second one would start.
+    os.environ.setdefault("KMP_DUPLICATE_LIB_OK", "True")
     try:
         backend = make_backend(name, n_jobs=n_jobs)
     except (ValueError, TypeError, ImportError):
         return
     if blas_threads is None:
-        import joblib
+        from ..environment import cpu_count
 
         # n_jobs is None until open() for backends that ask a cluster.
-        blas_threads = max(1, joblib.cpu_count() // (backend.n_jobs or 1))
+        blas_threads = max(1, cpu_count() // (backend.n_jobs or 1))
     backend.prestart(blas_threads=int(blas_threads))

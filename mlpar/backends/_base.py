@@ -31,9 +31,9 @@ def effective_n_jobs(n_jobs, *, default):
             f"n_jobs must be a positive integer, -1 for all cores, or None, got {n_jobs!r}"
         )
     if n_jobs < 0:
-        import joblib  # here: ~0.1 s to import, not needed to name a backend
+        from ..environment import cpu_count
 
-        return max(1, joblib.cpu_count() + 1 + int(n_jobs))
+        return max(1, cpu_count() + 1 + int(n_jobs))
     return int(n_jobs)
 
 

@@ -34,7 +34,6 @@ from multiprocessing.connection import wait as wait_for
 
 from . import _forkserver
 from ._base import Backend, cloudpickle_module
-from ._execute import make_outcome
 from ._worker import _forked_main, _forkserver_main, _worker_main
 
 __all__ = ["ProcessBackend", "ForkProcessBackend", "kill_grace"]
@@ -148,6 +147,8 @@ def _describe_exit(exitcode):
 
 def _synthetic_outcome(status, error_type, message, worker, pid):
     """Return the outcome of a trial whose worker did not report one."""
+    from ._execute import make_outcome  # here: it imports NumPy, which prestart must not wait for
+
     now = time.time()
     started_at = worker.started_at if worker.started_at is not None else now
     return make_outcome(

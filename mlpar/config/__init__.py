@@ -42,14 +42,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
-from ._checks import INVALID, Problem, closest, plain, show, unknown_key
+from ._checks import INVALID, OverrideWarning, Problem, closest, plain, printable, show, unknown_key
 from ._schema import (NAME, NESTED, SCHEMA, SECTIONS, TOP_KEYS, TRIAL_CHECKS, TRIAL_PARAM_NAMES,
                       CompareConfig, DataConfig, ExecutionConfig, ModelConfig, OutputConfig,
                       SweepConfig, TrainConfig, settings)
 from ._sweepspec import (Distribution, HalvingConfig, candidates, data_problems, params_to_yaml,
                          search_space)
-from ._yaml import (OverrideWarning, apply_override, dump_yaml, parse_override_text, printable,
-                    read_yaml_file, switch_backend)
+# ._yaml (and PyYAML) load when a file or override is read: workers check trial
+# parameters with this package and need not pay PyYAML's imports.
 
 __all__ = [
     "ConfigError", "ExperimentConfig", "DataConfig", "ModelConfig", "TrainConfig",
@@ -175,6 +175,8 @@ class ExperimentConfig:
 
     def to_yaml(self) -> str:
         """The fully resolved config as YAML; :func:`load_config` reads it back equal."""
+        from ._yaml import dump_yaml
+
         return dump_yaml(self.to_dict())
 
     def trial_base(self) -> dict:
@@ -355,13 +357,15 @@ def parse_override(text):
         For text without ``=``, an unknown key path (with a did-you-mean), or
         a value that is not valid YAML.
     """
+    from ._yaml import parse_override_text
+
     path, value, error = parse_override_text(text, SCHEMA, TRIAL_PARAM_NAMES, NESTED)
     if error:
         raise ConfigError(error.splitlines())
     return path, value
 
 
-def load_config(path, overrides=()) -> ExperimentConfig:
+def load_config(path, overrides=(), *, on_read=None) -> ExperimentConfig:
     """Read, override and validate a YAML config file.
 
     Parameters
@@ -376,6 +380,10 @@ def load_config(path, overrides=()) -> ExperimentConfig:
         backend that the new one cannot take (``n_jobs`` for ``serial``,
         ``address`` for all but ``dask``) unless an override sets it too, with
         an :class:`OverrideWarning` for each.
+    on_read : callable, optional
+        Called with the file's ``execution`` mapping, overrides applied, before
+        anything is validated (and before validation imports NumPy): ``mlpar
+        run`` starts its fork server there. The values are unchecked.
 
     Returns
     -------
@@ -393,6 +401,8 @@ def load_config(path, overrides=()) -> ExperimentConfig:
     >>> cfg.train.lr  # doctest: +SKIP
     0.01
     """
+    from ._yaml import apply_override, parse_override_text, read_yaml_file, switch_backend
+
     if isinstance(overrides, str):
         overrides = [overrides]
     label = printable(os.fspath(path))
@@ -413,6 +423,8 @@ def load_config(path, overrides=()) -> ExperimentConfig:
         for key_path, value in parsed:
             apply_override(raw, key_path, value)
         switch_backend(raw, file_execution, {p for p, _ in parsed}, label)
+        if on_read is not None and isinstance(raw.get("execution", {}), Mapping):
+            on_read(raw.get("execution", {}))
     return _from_raw(raw, label, overrides=[".".join(p) for p, _ in parsed])
 
 

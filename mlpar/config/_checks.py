@@ -13,10 +13,9 @@ import difflib
 import math
 import re
 import reprlib
+import sys
 from dataclasses import dataclass
 from numbers import Integral, Real
-
-import numpy as np
 
 __all__ = []
 
@@ -30,6 +29,33 @@ _SHOW.maxdict = 4
 _SHOW.maxlevel = 3
 
 
+def numpy_type(name):
+    """NumPy's type ``name`` if NumPy is loaded, else a type nothing is an instance of.
+
+    Checking configs must not import NumPy (``mlpar run`` starts its fork
+    server first), and a value cannot be NumPy's before NumPy is loaded.
+    """
+    np = sys.modules.get("numpy")
+    return getattr(np, name) if np is not None else _NoNumpy
+
+
+class _NoNumpy:
+    pass
+
+
+def _is_bool(v) -> bool:
+    return isinstance(v, (bool, numpy_type("bool_")))
+
+
+class OverrideWarning(UserWarning):
+    """An override changed a setting the user did not name, as :func:`load_config` explains."""
+
+
+def printable(text):
+    """``text`` as messages name it: as is if printable, else escaped, so it stays one line."""
+    return text if text.isprintable() else ascii(text)
+
+
 def plain(value):
     """Tuples (how frozen configs keep lists) back to lists, recursively, for YAML and JSON."""
     return [plain(v) for v in value] if isinstance(value, tuple) else value
@@ -39,7 +65,7 @@ def show(value) -> str:
     """``value`` as messages print it: a short repr, then its type in parentheses."""
     # A NumPy scalar prints as the number it holds: NumPy 2 would print
     # np.float64(nan), NumPy 1 nan; the type in parentheses says it is NumPy's.
-    shown = value.item() if isinstance(value, np.generic) else value
+    shown = value.item() if isinstance(value, numpy_type("generic")) else value
     # ASCII escapes make look-alike characters visible ('\u0430lpha' is not 'alpha').
     text = _SHOW.repr(shown).encode("ascii", "backslashreplace").decode("ascii")
     return f"{text} ({type(value).__name__})"
@@ -100,7 +126,7 @@ class Bad(Exception):
 
 def _is_int(v) -> bool:
     # bool is an int in Python, but `epochs: true` is a mistake, not 1 epoch.
-    return isinstance(v, Integral) and not isinstance(v, (bool, np.bool_))
+    return isinstance(v, Integral) and not _is_bool(v)
 
 
 # PyYAML follows YAML 1.1, where `1e-3` (no dot) is a string, not a float.
@@ -188,7 +214,7 @@ class Float(Check):
     def convert(self, value):
         if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
             value = float(value)
-        if not isinstance(value, Real) or isinstance(value, (bool, np.bool_)):
+        if not isinstance(value, Real) or _is_bool(value):
             raise Bad(self.expected, kind=TypeError)
         value = float(value)
         if not math.isfinite(value):
@@ -225,7 +251,7 @@ class Bool(Check):
     """true or false (YAML booleans, Python and NumPy bools)."""
 
     def convert(self, value):
-        if not isinstance(value, (bool, np.bool_)):
+        if not _is_bool(value):
             raise Bad("must be true or false", kind=TypeError)
         return bool(value)
 
@@ -269,7 +295,7 @@ class Hidden(Check):
             "must be a positive integer or a non-empty list of positive integers "
             "(the hidden layer widths)"
         )
-        if isinstance(value, np.ndarray) and value.ndim == 1:
+        if isinstance(value, numpy_type("ndarray")) and value.ndim == 1:
             value = value.tolist()
         if _is_int(value):
             value = [value]
@@ -350,7 +376,7 @@ def as_number(value):
         value = float(value)
     if _is_int(value):
         return int(value)
-    if isinstance(value, Real) and not isinstance(value, (bool, np.bool_)):
+    if isinstance(value, Real) and not _is_bool(value):
         value = float(value)
         return value if math.isfinite(value) else None
     return None

@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import numpy as np
-
-from ._checks import INVALID, Check, Int, OneOf, Problem, as_number, plain, show, unknown_key
+from ._checks import (INVALID, Check, Int, OneOf, Problem, numpy_type, as_number, plain, show,
+                      unknown_key)
 
 __all__ = ["Distribution"]
 
@@ -174,7 +173,7 @@ class SweepParams(Check):
     def _values(self, name, raw, path, check, problems):
         if isinstance(raw, Distribution):
             raw = raw.to_yaml()
-        if isinstance(raw, np.ndarray) and raw.ndim == 1:
+        if isinstance(raw, numpy_type("ndarray")) and raw.ndim == 1:
             raw = raw.tolist()
         if isinstance(raw, Mapping):
             return self._distribution(name, raw, path, check, problems)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from ._checks import show_key, unknown_key
+from ._checks import OverrideWarning, printable, show_key, unknown_key
 
 __all__ = []
 
@@ -26,11 +26,6 @@ __all__ = []
 MAX_BYTES = 1 << 20
 
 _TAG = re.compile(r"could not determine a constructor for the tag '([^']*)'")
-
-
-def printable(text):
-    """``text`` as messages name it: as is if printable, else escaped, so it stays one line."""
-    return text if text.isprintable() else ascii(text)
 
 
 def read_yaml_file(path, top_keys):
@@ -341,10 +336,6 @@ def apply_override(raw, path, value):
     if value is None:
         kept = [g for g in grids if not (isinstance(g, dict) and not g)]
         section["params"] = None if not kept else kept[0] if isinstance(params, dict) else kept
-
-
-class OverrideWarning(UserWarning):
-    """An override changed a setting the user did not name, as :func:`load_config` explains."""
 
 
 def switch_backend(raw, file_execution, typed, label):

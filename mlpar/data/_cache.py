@@ -7,9 +7,7 @@ worker neither imports scikit-learn nor holds its own copy of the data.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import importlib.metadata
 import json
 import os
 import shutil
@@ -21,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..environment import installed_version
 from ._datasets import DATASETS, Splits, _check_dataset, _check_fractions, load_dataset, make_splits
 
 __all__ = ["cache_dir", "load_splits", "prepare_splits"]
@@ -229,13 +228,10 @@ def _cached_splits(name, params, val_fraction, test_fraction, random_state, dtyp
     return splits
 
 
-@functools.cache
 def _sklearn_version():
-    # The installed distribution's metadata: does not import scikit-learn.
-    try:
-        return importlib.metadata.version("scikit-learn")
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    # The installed distribution's version: imports neither scikit-learn nor
+    # importlib.metadata.
+    return installed_version("scikit-learn")
 
 
 def _canonical(obj) -> bytes:

@@ -16,7 +16,6 @@ loads NumPy and the engine only; the estimators (and with them scikit-learn,
 from ._engine import ACTIVATIONS
 from ._fit import FittedMLP, fit_mlp
 from ._optim import SOLVERS
-from ._stacked import StackedResult, StackMember, fit_mlp_stack, train_stacked
 from ._train import STOP_REASONS
 
 __all__ = [
@@ -34,14 +33,18 @@ __all__ = [
 ]
 
 _ESTIMATORS = ("MLPClassifier", "MLPRegressor")
+# The stacked engine loads on first use too: a worker that trains one model at
+# a time (and the fork server that starts workers) need not import it.
+_STACKED = ("StackedResult", "StackMember", "fit_mlp_stack", "train_stacked")
 
 
 def __getattr__(name):
     # PEP 562: `from mlpar.nn import MLPClassifier` lands here the first time.
-    if name in _ESTIMATORS:
-        from . import _estimators
+    if name in _ESTIMATORS or name in _STACKED:
+        import importlib
 
-        value = getattr(_estimators, name)
+        module = "._estimators" if name in _ESTIMATORS else "._stacked"
+        value = getattr(importlib.import_module(module, __name__), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

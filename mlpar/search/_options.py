@@ -70,9 +70,9 @@ def check_options(fn, *, timeout, retries, error_score, blas_threads, journal, r
 
 def resolve_blas_threads(blas_threads, backend):
     """Return the BLAS threads per trial, warning when the budget oversubscribes."""
-    import joblib  # here: ~0.1 s to import, which `mlpar --help` and workers need not pay
+    from ..environment import cpu_count  # joblib's rule, without its ~0.1 s import
 
-    cores = joblib.cpu_count()
+    cores = cpu_count()
     if blas_threads is None:
         return max(1, cores // backend.n_jobs)
     local = getattr(backend, "address", None) is None
