@@ -1,7 +1,7 @@
 """Predicted against measured: the hand-off simulation's threads x2 prediction, checked.
 
 For each workload of the width scan, the quickstart and the random search
-(``configs/random_search.yaml``: one group, its heaviest draw calibrated),
+(``configs/random_search.yaml``: one group, up to 3 draws calibrated and mixed),
 ``mlpar compare`` is
 run on serial and threads x2 (1 BLAS thread, interleaved repeats, medians);
 each group's calibration predicts threads x2 and the run measures it. Then
@@ -39,7 +39,7 @@ from pathlib import Path
 from mlpar.analysis import _machine
 from mlpar.analysis.advice import calibrate_heaviest
 from mlpar.analysis.compare import run_comparison, split_groups
-from mlpar.analysis.gilmodel import predict_threads
+from mlpar.analysis.gilmodel import predict_mixed
 from mlpar.analysis.summary import group_label, strict_json
 from mlpar.config import load_config
 from mlpar.environment import cpu_model, environment_info, format_environment
@@ -165,7 +165,7 @@ def probe_stability(paths, k):
     constants = {c: spread(m[c] for m in machines) for c in CONSTANTS}
     rows = []
     for config, workload, cal in cals:
-        preds = [predict_threads(cal, 2, machine=m) for m in machines]
+        preds = [predict_mixed(cal, 2, machine=m) for m in machines]
         rows.append(
             {"config": config, "workload": workload, "p": cal["p"], **spread(preds), "all": preds}
         )
@@ -274,7 +274,7 @@ def main(argv=None):
     machines = machines[:1] + [second]
     for r in rows:
         cal = r.pop("_cal")
-        again = predict_threads(cal, 2, machine=second)
+        again = predict_mixed(cal, 2, machine=second)
         r["predicted_again"] = again
         r["again/first"] = again / r["predicted"] if r["predicted"] else None
     errs = [abs(r["error"]) for r in rows if r["error"] is not None]

@@ -9,8 +9,9 @@ serial and recommends the best.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
+
+from ._draws import mix_calibrations, trial_time_estimates, workload_weight
 
 __all__ = [
     "advise",
@@ -26,6 +27,9 @@ __all__ = [
 # Epochs of the calibration runs: enough minibatch steps for a stable mix of
 # Python and numeric time, few enough that advise stays a few seconds.
 CALIBRATION_EPOCHS = 10
+# A sweep of mixed shapes (random widths, batch sizes) is calibrated on up to
+# this many draws, one per equal share of its time.
+MIX_DRAWS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,34 +215,17 @@ def undecided_text(opts, bands, undecided):
     )
 
 
-def trial_time_estimates(cal, params_list, probe_params):
-    """Seconds each trial should take serially, scaled from the calibrated one.
-
-    A trial's training time is taken proportional to its weights x samples
-    seen (epochs over the same data); data loading and scoring are added as
-    measured. Rough, but it ranks a sweep of mixed sizes correctly.
-    """
-    ref = workload_weight(probe_params)
-    ref_epochs = probe_params.get("epochs", 1)
-    epoch = cal["epoch_time"]
-    return [
-        cal["overhead_time"]
-        + epoch
-        * p.get("epochs", ref_epochs)
-        * (workload_weight(p) / max(1, p.get("epochs", 1)))
-        / (ref / max(1, ref_epochs))
-        for p in params_list
-    ]
-
-
 def calibrate_heaviest(
     config, *, space=None, cores, seed=None, machine=None, gil=True, check_gil=False
 ):
-    """Calibrate the GIL model on the heaviest configuration of a sweep.
+    """Calibrate the GIL model on the heaviest configuration of a sweep, and its mix.
 
     The heaviest configuration (weights x epochs) dominates a sweep's time, so
     its decomposition is the one that decides between backends. ``mlpar advise``
-    and ``mlpar compare`` both calibrate through here.
+    and ``mlpar compare`` both calibrate through here. Where the sweep's
+    trials differ in shape, up to :data:`MIX_DRAWS` draws, one per equal share
+    of its time, are calibrated too, and the threads predictions are their
+    time-weighted harmonic mean (:func:`~mlpar.analysis.gilmodel.mix_draws`).
 
     Parameters
     ----------
@@ -284,6 +271,15 @@ def calibrate_heaviest(
         # Independent of the engine's instrumentation: a sampling profiler.
         check = sample_trial_gil(params, seed=seed)
         cal["p_check"], cal["p_check_method"] = check["p"], check["method"]
+    # The same machine constants for every draw (False: none were measured).
+    same = cal.get("gil_machine") or (machine if machine is not None else False)
+
+    def calibrate_one(trial):
+        p = {**base, **trial.params}
+        n = min(CALIBRATION_EPOCHS, p.get("epochs", CALIBRATION_EPOCHS))
+        return calibrate(p, seed=trial.seed, epochs=n, machine=same, gil=gil)
+
+    cal = mix_calibrations(cal, probe, trials, base, calibrate_one=calibrate_one, draws=MIX_DRAWS)
     return trials, probe, cal
 
 
@@ -338,7 +334,13 @@ def advise(config, *, n_cores=None, seed=0):
         f"their hand-offs of the GIL with this machine's wake-up latency "
         f"({m.get('wake_s', 0.0) * 1e6:.0f} µs) and release cost "
         f"({m.get('release_cost_s', 0.0) * 1e6:.2f} µs) predicts "
-        f"{cal.prediction(cores):.2f}x; processes avoid the "
+        + (
+            f"{cal.prediction(cores):.2f}x (mixed over {len(cal['draws'])} calibrated draws "
+            "by their share of the sweep's time); "
+            if cal.get("draws")
+            else f"{cal.prediction(cores):.2f}x; "
+        )
+        + f"processes avoid the "
         f"GIL but pay {_startups_text(startups)} to start, against {len(trials)} trials "
         f"estimated at "
         f"{sum(times):.1f} s of serial work (the longest {max(times):.2f} s). "
@@ -359,35 +361,6 @@ def advise(config, *, n_cores=None, seed=0):
 
 def _startups_text(startups):
     return " or ".join(f"{s:.2f} s ({b})" for b, s in startups.items()) or "nothing"
-
-
-def workload_weight(params):
-    """Weights x epochs of a trial's MLP: how long it trains, relative to others.
-
-    The input and output widths come from the trial's dataset, so a sweep over
-    datasets (or over a generated dataset's ``n_features``) is ranked correctly.
-    """
-    from ..config import resolve_trial_params
-
-    settings = resolve_trial_params(params)
-    d = settings.data
-    n_in, n_out = _io_widths(d.dataset, d.n_samples, d.n_features, d.n_classes, d.noise)
-    sizes = [n_in, *settings.model.hidden, n_out]
-    return sum(a * b for a, b in zip(sizes, sizes[1:])) * settings.train.epochs
-
-
-@functools.lru_cache(maxsize=32)
-def _io_widths(dataset, n_samples, n_features, n_classes, noise):
-    """(input features, network outputs) of a trial's dataset."""
-    from ..data import load_dataset
-
-    ds = load_dataset(
-        dataset, n_samples=n_samples, n_features=n_features, n_classes=n_classes, noise=noise
-    )
-    classes = ds.n_classes
-    # Binary classification trains one logistic output, like scikit-learn's MLP.
-    n_out = (1 if classes == 2 else classes) if classes else 1
-    return int(ds.X.shape[1]), int(n_out)
 
 
 def _describe(params):

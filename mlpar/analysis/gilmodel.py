@@ -33,6 +33,8 @@ from ._machine import measure_gil_machine
 __all__ = [
     "amdahl",
     "predict_threads",
+    "predict_mixed",
+    "mix_draws",
     "prediction_band",
     "segments",
     "sample_gil",
@@ -95,6 +97,49 @@ def predict_threads(cal, n, *, gil=True, machine=None, cores=None):
     )["speedup"]
 
 
+def mix_draws(cal, draws):
+    """Make ``cal`` predict for a sweep of several calibrated draws; return it.
+
+    ``draws`` is a list of ``(share, Calibration)``: draw ``k`` stands for the
+    trials that take ``share`` of the sweep's serial time. Time adds up: trials
+    of share ``w_k`` sped up ``s_k`` take ``w_k / s_k`` of the serial time, so
+    the sweep's speedup is the time-weighted harmonic mean ``1 / sum(w_k /
+    s_k)``. ``cal`` keeps its own measurements and gets the mixed
+    ``predictions``, ``predicted_2``, ``predicted_2_band`` (lows mixed with
+    lows, highs with highs) and the draws themselves, for :func:`predict_mixed`.
+    """
+    total = sum(w for w, _ in draws)
+    # Copies, taken before ``cal`` (often one of the draws) is changed below.
+    draws = [
+        (w / total, {**c, "predictions": {k: dict(v) for k, v in c["predictions"].items()}})
+        for w, c in draws
+    ]
+
+    def mix(values):
+        return 1.0 / sum(w / max(v, 1e-12) for (w, _), v in zip(draws, values))
+
+    for kind in ("threads", "no_gil"):
+        cal["predictions"][kind] = {
+            n: mix([c["predictions"][kind][n] for _, c in draws]) for n in cal["predictions"][kind]
+        }
+    cal["predicted_2"] = cal["predictions"]["threads"]["2"]
+    bands = [c.get("predicted_2_band") or [c["predicted_2"]] * 2 for _, c in draws]
+    cal["predicted_2_band"] = [mix([b[0] for b in bands]), mix([b[1] for b in bands])]
+    cal["draws"] = [{"share": w, "calibration": dict(c)} for w, c in draws]
+    return cal
+
+
+def predict_mixed(cal, n, *, gil=True, machine=None):
+    """:func:`predict_threads` of a calibration, mixed over its draws (:func:`mix_draws`)."""
+    draws = cal.get("draws")
+    if not draws:
+        return predict_threads(cal, n, gil=gil, machine=machine)
+    return 1.0 / sum(
+        d["share"] / max(predict_threads(d["calibration"], n, gil=gil, machine=machine), 1e-12)
+        for d in draws
+    )
+
+
 def prediction_band(cal, n=2):
     """``[low, high]`` of the threads prediction over the machine probe's rounds.
 
@@ -104,9 +149,9 @@ def prediction_band(cal, n=2):
     means a noisy machine.
     """
     m = cal.get("gil_machine")
-    preds = [predict_threads(cal, n)]
+    preds = [predict_mixed(cal, n)]
     for r in (m or {}).get("rounds") or ():
-        preds.append(predict_threads(cal, n, machine={"switch_s": m.get("switch_s", 0.005), **r}))
+        preds.append(predict_mixed(cal, n, machine={"switch_s": m.get("switch_s", 0.005), **r}))
     return [min(preds), max(preds)]
 
 
@@ -136,7 +181,7 @@ class Calibration(dict):
             return 1.0
         key = "threads" if gil else "no_gil"
         cached = self.get("predictions", {}).get(key, {}).get(str(n))
-        return cached if cached is not None else predict_threads(self, n, gil=gil)
+        return cached if cached is not None else predict_mixed(self, n, gil=gil)
 
 
 def measure_blas_speedup(params, *, seed=0, threads=2, epochs=None, repeats=2):
