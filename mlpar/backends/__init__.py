@@ -162,14 +162,12 @@ def prestart(name, *, n_jobs=None, blas_threads=None):
         blas_threads is None or (type(blas_threads) is int and blas_threads > 0)
     ):
         return
-    # Importing joblib sets KMP_INIT_AT_FORK in os.environ, which is part of the
-    # environment a fork server is kept for, and the sweep imports joblib before
-    # it starts its workers: set now as joblib sets it (its __init__), without
-    # the 60 ms of importing it before the server can start.
+    # Importing joblib (scikit-learn, a user's code) sets KMP_INIT_AT_FORK and
+    # importing threadpoolctl (the sweep's runner) sets KMP_DUPLICATE_LIB_OK in
+    # os.environ, which is part of the environment a fork server is kept for.
+    # Set both now, as those imports would: else the server started here is for
+    # another environment than the sweep's, and the sweep starts a second one.
     os.environ.setdefault("KMP_INIT_AT_FORK", "FALSE")
-    # And threadpoolctl, imported with the sweep's runner, sets this one (its
-    # module body): set it first too, or the server started here would be
-    # for another environment than the sweep's, and a second one would start.
     os.environ.setdefault("KMP_DUPLICATE_LIB_OK", "True")
     try:
         backend = make_backend(name, n_jobs=n_jobs)
