@@ -91,9 +91,26 @@ def _installed_versions():
             if dot and ext in ("dist-info", "egg-info"):
                 dist, _, version = stem.partition("-")
                 version = version.split("-")[0]  # egg-info: <name>-<version>-py3.11
+                # A source checkout's <name>.egg-info names no version: its PKG-INFO does.
+                version = version or _metadata_version(os.path.join(entry or ".", name))
                 if version:
                     found.setdefault(_normalized(dist), version)
     return found
+
+
+def _metadata_version(path):
+    """The ``Version:`` line of a metadata folder's METADATA or PKG-INFO (or such a file)."""
+    for file in (os.path.join(path, "METADATA"), os.path.join(path, "PKG-INFO"), path):
+        try:
+            with open(file, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    if line.startswith("Version:"):
+                        return line.split(":", 1)[1].strip()
+                    if not line.strip():
+                        break  # the headers end at the first blank line
+        except OSError:
+            continue
+    return None
 
 
 def _normalized(name):

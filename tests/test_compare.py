@@ -22,6 +22,54 @@ def test_settings_share_one_thread_budget():
     )
 
 
+def test_the_stack_axis_repeats_each_one_thread_setting_stacked():
+    s = compare_settings(["serial", "processes"], [2], cores=2, stacks=(1, 16))
+    labels = [x.label for x in s]
+    assert labels == [
+        "serial x1 blas1",
+        "serial x1 blas2",
+        "processes x2 blas1",
+        "serial x1 blas1 stack16",
+        "processes x2 blas1 stack16",
+    ]
+    assert len({x.slug for x in s}) == len(s)  # one journal file each
+    assert compare_settings(["serial"], [2], cores=2, stacks=(1,)) == compare_settings(
+        ["serial"], [2], cores=2
+    )
+
+
+def test_compare_measures_stacked_settings_against_unstacked_serial(tiny, tmp_path, capsys):
+    import json
+
+    from mlpar.cli import main
+
+    run_dir = tmp_path / "cmp"
+    args = [
+        "compare",
+        str(tiny),
+        "--repeats",
+        "1",
+        "--run-dir",
+        str(run_dir),
+        "--no-progress",
+        "--backends",
+        "serial",
+        "--no-blas-axis",
+        "--set",
+        "compare.stack=[1, 4]",
+    ]
+    assert main(args) == 0
+    assert "serial x1 blas1 stack4" in capsys.readouterr().out
+    doc = json.loads((run_dir / "compare.json").read_text())
+    rows = {r["label"]: r for r in doc["groups"][0]["summary"]}
+    stacked = rows["serial x1 blas1 stack4"]
+    assert stacked["stack"] == 4 and rows["serial x1 blas1"]["stack"] is None
+    assert stacked["ok"] == 4 and stacked["speedup"] > 0
+    (journal,) = (run_dir / "compare").glob("*-s4-r0.jsonl")
+    trials = [json.loads(line) for line in journal.read_text().splitlines()[1:]]
+    assert {t["stack_size"] for t in trials if t.get("type", "trial") == "trial"} == {4}
+
+
 def test_split_groups_by_swept_values():
     groups = split_groups({"units": [8, 64], "lr": [0.1, 0.2]}, ["units"])
     assert [label for label, _ in groups] == [{"units": 8}, {"units": 64}]

@@ -40,23 +40,27 @@ class CompareSetting:
     # None: run in this interpreter. 0 or 1: run in a child interpreter with
     # PYTHON_GIL=0/1 (free-threaded CPython only; see `mlpar compare --gil`).
     gil: int = None
+    # None: the config's execution.stack (unstacked by default); K: sweep(stack=K).
+    stack: int = None
 
     @property
     def key(self):
-        return (self.backend, self.n_jobs, self.blas_threads, self.gil)
+        return (self.backend, self.n_jobs, self.blas_threads, self.gil, self.stack)
 
     @property
     def label(self):
         tail = "" if self.gil is None else f" GIL={self.gil}"
+        tail += "" if self.stack is None else f" stack{self.stack}"
         return f"{self.backend} x{self.n_jobs} blas{self.blas_threads}{tail}"
 
     @property
     def slug(self):
         tail = "" if self.gil is None else f"-gil{self.gil}"
+        tail += "" if self.stack is None else f"-s{self.stack}"
         return f"{self.backend}-j{self.n_jobs}-b{self.blas_threads}{tail}"
 
 
-def compare_settings(backends, n_jobs_list, *, cores, blas_axis=True, gil_modes=()):
+def compare_settings(backends, n_jobs_list, *, cores, blas_axis=True, gil_modes=(), stacks=(1,)):
     """The settings a comparison runs, under one thread budget.
 
     The baseline is ``serial`` with 1 BLAS thread. Parallel backends run each
@@ -66,6 +70,8 @@ def compare_settings(backends, n_jobs_list, *, cores, blas_axis=True, gil_modes=
     parallelism inside each GEMM instead of trial-level parallelism. Each of
     ``gil_modes`` (0, 1) adds the threads settings run with ``PYTHON_GIL`` set
     to it, in child interpreters: one binary, the GIL switched off and on.
+    Each stack size in ``stacks`` above 1 adds serial and every parallel
+    setting (1 BLAS thread per worker) again, with ``sweep(stack=)`` set to it.
     """
     settings = [CompareSetting("serial", 1, 1)]
     if blas_axis and cores > 1:
@@ -79,6 +85,9 @@ def compare_settings(backends, n_jobs_list, *, cores, blas_axis=True, gil_modes=
     for gil in gil_modes:
         for n in n_jobs_list:
             settings.append(CompareSetting("threads", cores if n == -1 else n, 1, gil=gil))
+    unstacked = [s for s in settings if s.gil is None and s.blas_threads == 1]
+    for k in (k for k in stacks if k > 1):
+        settings += [dataclasses.replace(s, stack=int(k)) for s in unstacked]
     # dict.fromkeys keeps order and drops duplicates.
     return list(dict.fromkeys(settings))
 
@@ -129,6 +138,7 @@ def compare_backends(
                     backend=s.backend,
                     n_jobs=s.n_jobs,
                     blas_threads=s.blas_threads,
+                    stack=s.stack,
                 )
                 wall = time.perf_counter() - t0
                 rows = [row.to_dict() for row in result]
@@ -144,6 +154,7 @@ def _record(s, repeat, wall, rows, journal, run_dir):
         "n_jobs": s.n_jobs,
         "blas_threads": s.blas_threads,
         "gil": s.gil,
+        "stack": s.stack,
         "label": s.label,
         "repeat": repeat,
         "wall_time": wall,
@@ -290,7 +301,12 @@ def run_comparison(
     cores = environment_info()["joblib_cpu_count"]
     gil_modes = _gil_modes(gil)
     settings = compare_settings(
-        backends, n_jobs, cores=cores, blas_axis=blas_axis, gil_modes=gil_modes
+        backends,
+        n_jobs,
+        cores=cores,
+        blas_axis=blas_axis,
+        gil_modes=gil_modes,
+        stacks=tuple(getattr(cmp, "stack", (1,)) or (1,)),
     )
     groups = split_groups(config.search_space(), list(getattr(cmp, "group_by", ()) or ()))
     run_dir = prepare_run(config, run_dir or new_run_dir(config, kind="compare"), argv=argv)
@@ -378,6 +394,8 @@ def _add_predictions(rows, cal, model_ok, opts, cores):
     for row in rows:
         backend, n, gil = row["backend"], row["n_jobs"], row.get("gil")
         pred = None
+        if row.get("stack"):
+            continue  # stacked settings are measured, not yet modelled
         if backend == "threads":
             row["amdahl"] = amdahl_of(cal, n)
             if gil is None:

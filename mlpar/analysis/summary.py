@@ -30,8 +30,9 @@ def summarize(records, settings):
     """Per setting: medians over repeats, speedup, efficiency, utilization, overheads."""
     by = {}
     for r in records:
-        by.setdefault((r["backend"], r["n_jobs"], r["blas_threads"], r.get("gil")), []).append(r)
-    base = by.get(("serial", 1, 1, None), [])
+        key = (r["backend"], r["n_jobs"], r["blas_threads"], r.get("gil"), r.get("stack"))
+        by.setdefault(key, []).append(r)
+    base = by.get(("serial", 1, 1, None, None), [])
     base_wall = {r["repeat"]: r["wall_time"] for r in base}
     base_trial = _median([t for r in base for t in r["trial_wall"]])
     out = []
@@ -57,6 +58,7 @@ def summarize(records, settings):
                 "n_jobs": s.n_jobs,
                 "blas_threads": s.blas_threads,
                 "gil": s.gil,
+                "stack": getattr(s, "stack", None),
                 "label": s.label,
                 "repeats": len(runs),
                 "wall": _median(walls),

@@ -359,6 +359,9 @@ class CompareConfig(_Section):
     group_by: tuple = _setting(
         (), ListOf(OneOf(lambda: TRIAL_PARAM_NAMES), "swept trial parameter names", empty=True)
     )
+    # Stack sizes to compare (sweep(stack=)): 1 is unstacked; [1, 16] runs every
+    # backend setting also with up to 16 compatible trials trained as one.
+    stack: tuple = _setting((1,), ListOf(Int(1, 4096), "stack sizes (positive integers)"))
 
 
 @dataclass(frozen=True)
