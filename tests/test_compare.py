@@ -38,6 +38,28 @@ def test_the_stack_axis_repeats_each_one_thread_setting_stacked():
     )
 
 
+def test_a_stack_pays_the_python_part_of_a_step_once():
+    from mlpar.analysis.advice import predict_stacked_options, stacked_speedup
+
+    cal = Calibration(
+        python_time=3.0,
+        numeric_time=1.0,
+        p=0.25,
+        p_gemm=0.25,
+        predictions={"threads": {"2": 1.0}, "no_gil": {"2": 2.0}},
+    )
+    assert stacked_speedup(cal, 1) == 1.0
+    assert stacked_speedup(cal, 4) == pytest.approx(4 * 4 / (3 + 4))
+    assert stacked_speedup(cal, 1000) < 4.0  # at most (P + N) / N
+    opts = predict_stacked_options(
+        cal, 4, cores=2, trial_times=[1.0] * 8, startup_s=0.0, backends=["serial", "processes"]
+    )
+    assert opts["serial, stack=4"] == pytest.approx(16 / 7)
+    # Two stacks of four on two workers: each worker trains one.
+    assert opts["processes, n_jobs=2, stack=4"] == pytest.approx(2 * 16 / 7)
+    assert not any(label.startswith("threads") for label in opts)
+
+
 def test_compare_measures_stacked_settings_against_unstacked_serial(tiny, tmp_path, capsys):
     import json
 
@@ -65,6 +87,9 @@ def test_compare_measures_stacked_settings_against_unstacked_serial(tiny, tmp_pa
     stacked = rows["serial x1 blas1 stack4"]
     assert stacked["stack"] == 4 and rows["serial x1 blas1"]["stack"] is None
     assert stacked["ok"] == 4 and stacked["speedup"] > 0
+    assert stacked["measured_over_predicted"] == pytest.approx(
+        stacked["speedup"] / stacked["predicted"]
+    )
     (journal,) = (run_dir / "compare").glob("*-s4-r0.jsonl")
     trials = [json.loads(line) for line in journal.read_text().splitlines()[1:]]
     assert {t["stack_size"] for t in trials if t.get("type", "trial") == "trial"} == {4}

@@ -18,6 +18,8 @@ __all__ = [
     "Advice",
     "predict_options",
     "option_setting",
+    "predict_stacked_options",
+    "stacked_speedup",
     "measure_process_startup",
     "trial_time_estimates",
     "calibrate_heaviest",
@@ -166,6 +168,41 @@ def predict_options(
                 opts[f"{backend}, n_jobs={n}"] = serial_total / wall
     opts["serial"] = 1.0
     return opts
+
+
+def stacked_speedup(cal, k):
+    """Predicted serial speedup of training ``k`` alike models as one stack.
+
+    A stacked step pays the calibrated step's Python part once for all ``k``
+    models and its numeric part ``k`` times (the same kernels on ``k`` models'
+    data): ``k`` steps' ``k (P + N)`` become ``P + k N``.
+    """
+    py, num = cal["python_time"], cal["numeric_time"]
+    return k * (py + num) / (py + k * num) if k > 1 else 1.0
+
+
+def predict_stacked_options(cal, k, *, cores, trial_times, startup_s, backends):
+    """:func:`predict_options` for the sweep run in stacks of up to ``k`` trials.
+
+    Labels end in ``, stack=k``. The trials are taken as compatible, stacked in
+    order: a task of ``j`` trials runs :func:`stacked_speedup` ``(cal, j)`` faster
+    than they would one by one. Threads are left out: a stack's GIL share is
+    not modelled yet.
+    """
+    tasks = [
+        sum(trial_times[i : i + k]) / stacked_speedup(cal, len(trial_times[i : i + k]))
+        for i in range(0, len(trial_times), k)
+    ]
+    gain = sum(trial_times) / sum(tasks)
+    opts = predict_options(
+        cal,
+        cores=cores,
+        trial_times=tasks,
+        startup_s=startup_s,
+        backends=[b for b in backends if b != "threads"],
+    )
+    opts.pop(f"serial, blas_threads={cores}", None)
+    return {f"{label}, stack={k}": speedup * gain for label, speedup in opts.items()}
 
 
 def option_bands(cal, opts, cores, n_trials):

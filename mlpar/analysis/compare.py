@@ -283,6 +283,7 @@ def run_comparison(
         option_bands,
         option_setting,
         predict_options,
+        predict_stacked_options,
         trial_time_estimates,
         undecided_options,
     )
@@ -353,7 +354,15 @@ def run_comparison(
             startup_s=startups,
             backends=["serial", *backends, *(["threads"] if gil_modes else [])],
         )
-        _add_predictions(rows, cal, model_ok, opts, cores)
+        # The stacked settings measured are predicted too, but not advised yet.
+        predicted = dict(opts)
+        for k in sorted({s.stack for s in settings if s.stack}):
+            predicted.update(
+                predict_stacked_options(
+                    cal, k, cores=cores, trial_times=times, startup_s=startups, backends=backends
+                )
+            )
+        _add_predictions(rows, cal, model_ok, predicted, cores)
         advised = option_setting(max(opts, key=opts.get), cores)
         bands = option_bands(cal, opts, cores, len(times))
         advice = {"options": opts, "setting": advised, "bands": bands}
@@ -389,14 +398,16 @@ def _add_predictions(rows, cal, model_ok, opts, cores):
     Threads rows get the hand-off simulation (on a free-threaded build's GIL-off
     child, its no-GIL mode; a GIL-on child only Amdahl's ceiling, as this process
     could not measure GIL constants); the other settings what ``advise``
-    predicts for them (:func:`~mlpar.analysis.advice.predict_options`).
+    predicts for them (:func:`~mlpar.analysis.advice.predict_options`, and
+    :func:`~mlpar.analysis.advice.predict_stacked_options` for stacked ones).
     """
     for row in rows:
         backend, n, gil = row["backend"], row["n_jobs"], row.get("gil")
         pred = None
         if row.get("stack"):
-            continue  # stacked settings are measured, not yet modelled
-        if backend == "threads":
+            base = "serial" if backend == "serial" else f"{backend}, n_jobs={n}"
+            pred = opts.get(f"{base}, stack={row['stack']}")
+        elif backend == "threads":
             row["amdahl"] = amdahl_of(cal, n)
             if gil is None:
                 pred = opts.get(f"threads, n_jobs={n}") or cal.prediction(n, gil=model_ok)
