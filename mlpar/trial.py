@@ -342,16 +342,24 @@ def auto_stack(params_list, *, max_stack=16, probe_epochs=2, margin=1.03):
             sizes[key] = 1
             continue
         probe = [({**p, "epochs": probe_epochs}, i) for i, p in enumerate(group[:k])]
-        run_stack(probe[:2])  # warm-up: caches, kernel choice, page faults
-        t0 = time.perf_counter()
-        run_stack(probe)
-        stacked = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for params, seed in probe:
-            train_mlp(params, seed)
-        alone = time.perf_counter() - t0
-        sizes[key] = k if alone >= margin * stacked else 1
+        sizes[key] = k if stack_gain(probe) >= margin else 1
     return sizes
+
+
+def stack_gain(batch):
+    """Measured: the seconds of ``batch``'s trials one after another over their seconds stacked.
+
+    ``batch`` is a list of ``(params, seed)`` of one stack key; a warm-up
+    stack of two runs first (caches, kernel choice, page faults).
+    """
+    run_stack(batch[:2])
+    t0 = time.perf_counter()
+    run_stack(batch)
+    stacked = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for params, seed in batch:
+        train_mlp(params, seed)
+    return (time.perf_counter() - t0) / stacked
 
 
 # What mlpar.sweep calls in its own process before the first trial, and the

@@ -58,6 +58,21 @@ def test_a_stack_pays_the_python_part_of_a_step_once():
     # Two stacks of four on two workers: each worker trains one.
     assert opts["processes, n_jobs=2, stack=4"] == pytest.approx(2 * 16 / 7)
     assert not any(label.startswith("threads") for label in opts)
+    # A gain measured at one size sets r = P / N: it is reproduced there, and
+    # the model gives the others (here r = 2).
+    cal["stack_gain"] = {"4": 2.0}
+    assert stacked_speedup(cal, 4) == pytest.approx(2.0)
+    assert stacked_speedup(cal, 2) == pytest.approx(2 * 3 / 4)
+    cal["stack_gain"] = {"4": 0.9}  # measured slower: no gain at any size
+    assert stacked_speedup(cal, 8) == pytest.approx(1.0)
+
+
+def test_stack_gain_is_measured_on_real_stacks():
+    from mlpar.analysis.advice import measure_stack_gain
+
+    params = {"dataset": "iris", "hidden": [4], "epochs": 1, "batch_size": 16}
+    assert measure_stack_gain(params, 1) == 1.0
+    assert measure_stack_gain(params, 3, seed=5) > 0
 
 
 def test_compare_measures_stacked_settings_against_unstacked_serial(tiny, tmp_path, capsys):

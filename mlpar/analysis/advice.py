@@ -20,6 +20,7 @@ __all__ = [
     "option_setting",
     "predict_stacked_options",
     "stacked_speedup",
+    "measure_stack_gain",
     "measure_process_startup",
     "trial_time_estimates",
     "calibrate_heaviest",
@@ -173,12 +174,42 @@ def predict_options(
 def stacked_speedup(cal, k):
     """Predicted serial speedup of training ``k`` alike models as one stack.
 
-    A stacked step pays the calibrated step's Python part once for all ``k``
-    models and its numeric part ``k`` times (the same kernels on ``k`` models'
-    data): ``k`` steps' ``k (P + N)`` become ``P + k N``.
+    A stacked step pays a step's Python part ``P`` once for all ``k`` models
+    and its numeric part ``N`` once per model: ``k (P + N)`` become ``P + k N``,
+    a gain of ``k (1 + r) / (r + k)`` with ``r = P / N``. ``r`` comes from the
+    stack gain measured at some size (``cal["stack_gain"]``, see
+    :func:`measure_stack_gain`) where there is one: a stack's per-model BLAS
+    calls and passes cost more than the single step's ``N``. Else from the
+    calibrated ``python_time`` and ``numeric_time``.
     """
-    py, num = cal["python_time"], cal["numeric_time"]
-    return k * (py + num) / (py + k * num) if k > 1 else 1.0
+    if k <= 1:
+        return 1.0
+    gains = cal.get("stack_gain") or {}
+    if gains:
+        size = str(k) if str(k) in gains else max(gains, key=int)
+        big, g = int(size), gains[size]
+        r = big * (g - 1) / max(big - g, 1e-9) if g > 1 else 0.0
+    else:
+        r = cal["python_time"] / max(cal["numeric_time"], 1e-12)
+    return k * (1 + r) / (r + k)
+
+
+def measure_stack_gain(params, k, *, seed=0, epochs=5):
+    """Measured serial speedup of ``k`` trials like ``params`` trained as one stack.
+
+    Seeds ``seed`` .. ``seed + k - 1``, ``epochs`` epochs (at most the
+    trial's: enough that a stack's set-up, such as its kernel choice, does
+    not dominate), 1 BLAS thread; 1.0 when the trial cannot stack.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from ..trial import stack_gain, stack_key
+
+    if k < 2 or stack_key(params) is None:
+        return 1.0
+    p = {**params, "epochs": min(epochs, params.get("epochs", epochs))}
+    with threadpool_limits(1):
+        return stack_gain([(p, seed + i) for i in range(k)])
 
 
 def predict_stacked_options(cal, k, *, cores, trial_times, startup_s, backends):

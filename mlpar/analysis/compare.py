@@ -279,6 +279,7 @@ def run_comparison(
     """
     from .advice import (
         calibrate_heaviest,
+        measure_stack_gain,
         measure_startups,
         option_bands,
         option_setting,
@@ -354,9 +355,12 @@ def run_comparison(
             startup_s=startups,
             backends=["serial", *backends, *(["threads"] if gil_modes else [])],
         )
-        # The stacked settings measured are predicted too, but not advised yet.
+        # The stacked settings measured are predicted too, but not advised yet,
+        # from a short stacked run of the probe's configuration.
         predicted = dict(opts)
         for k in sorted({s.stack for s in settings if s.stack}):
+            gains = cal.setdefault("stack_gain", {})
+            gains[str(k)] = measure_stack_gain(params, min(k, len(trials)), seed=probe.seed)
             predicted.update(
                 predict_stacked_options(
                     cal, k, cores=cores, trial_times=times, startup_s=startups, backends=backends
