@@ -198,6 +198,56 @@ def test_option_labels_map_to_settings():
     assert option_setting("serial", 8) == ("serial", 1, 1)
     assert option_setting("serial, blas_threads=8", 8) == ("serial", 1, 8)
     assert option_setting("threads, n_jobs=8", 8) == ("threads", 8, 1)
+    from mlpar.analysis.advice import option_stack
+
+    assert option_setting("processes, n_jobs=2, stack=16", 8) == ("processes", 2, 1)
+    assert option_setting("serial, stack=4", 8) == ("serial", 1, 1)
+    assert option_stack("serial, stack=4") == 4 and option_stack("serial") is None
+
+
+def test_advise_offers_stacks_only_for_trials_that_share_one_and_measured_faster(
+    monkeypatch,
+):
+    from mlpar.analysis import advice
+    from mlpar.config import config_from_dict
+
+    def config(params):
+        return config_from_dict(
+            {"name": "s", "data": {"dataset": "iris"}, "sweep": {"params": params}}
+        )
+
+    cal = Calibration(
+        python_time=3.0,
+        numeric_time=1.0,
+        p=0.25,
+        p_gemm=0.25,
+        predictions={"threads": {"2": 1.0}, "no_gil": {"2": 2.0}},
+    )
+    gains = iter([3.0, 0.9])
+    monkeypatch.setattr(advice, "measure_stack_gain", lambda *a, **k: next(gains))
+    from mlpar.space import expand_space
+
+    same = {"lr": [0.01, 0.1], "alpha": [1e-4, 1e-3]}
+    trials = expand_space(same, seeds=1, random_state=0)
+    args = (cal, 2, [1.0] * 4, {"processes": 0.0}, ["serial", "processes"])
+    opts = advice._stack_options(config(same), trials, trials[0], *args)
+    assert set(opts) == {"serial, stack=4", "processes, n_jobs=2, stack=4"}
+    assert cal["stack_gain"] == {"4": 3.0}
+    assert advice._stack_options(config(same), trials, trials[0], *args) == {}  # 0.9: slower
+    mixed = {"hidden": [[8], [16]]}
+    trials = expand_space(mixed, seeds=2, random_state=0)
+    assert advice._stack_options(config(mixed), trials, trials[0], *args) == {}
+
+
+def test_advice_names_its_stack():
+    from mlpar.analysis.advice import Advice
+
+    rec = Advice(
+        "processes", 2, 1, 7.5, {"processes, n_jobs=2, stack=16": 7.5}, {}, "why", stack=16
+    )
+    assert rec.format().startswith(
+        "recommended: backend=processes n_jobs=2 blas_threads=1 stack=16"
+    )
 
 
 def test_trial_time_estimates_scale_with_size_and_epochs():

@@ -12,12 +12,14 @@ import dataclasses
 import time
 
 from ._draws import mix_calibrations, trial_time_estimates, workload_weight
+from ._stacking import measure_stack_gain, stacked_speedup
 
 __all__ = [
     "advise",
     "Advice",
     "predict_options",
     "option_setting",
+    "option_stack",
     "predict_stacked_options",
     "stacked_speedup",
     "measure_stack_gain",
@@ -33,6 +35,8 @@ CALIBRATION_EPOCHS = 10
 # A sweep of mixed shapes (random widths, batch sizes) is calibrated on up to
 # this many draws, one per equal share of its time.
 MIX_DRAWS = 3
+# The largest stack advise considers: sweep(stack="auto")'s own limit.
+ADVISE_STACK = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,18 +53,22 @@ class Advice:
     bands: dict = dataclasses.field(default_factory=dict)  # label -> [low, high]
     # Options whose band reaches the recommended one's: too close to call.
     undecided: tuple = ()
+    # sweep(stack=) / execution.stack: None, unstacked.
+    stack: int = None
 
     def format(self):
+        stack = f" stack={self.stack}" if self.stack else ""
         lines = [
             f"recommended: backend={self.backend} n_jobs={self.n_jobs} "
-            f"blas_threads={self.blas_threads} (predicted {self.predicted_speedup:.2f}x "
+            f"blas_threads={self.blas_threads}{stack} (predicted {self.predicted_speedup:.2f}x "
             f"over serial)",
             "",
         ]
+        width = max([28, *(len(label) for label in self.options)])
         for label, s in sorted(self.options.items(), key=lambda kv: -kv[1]):
             lo, hi = self.bands.get(label, (s, s))
             band = f"  (band {lo:.2f}-{hi:.2f}x)" if hi - lo > 0.005 else ""
-            lines.append(f"  {label:<28} {s:.2f}x{band}")
+            lines.append(f"  {label:<{width}} {s:.2f}x{band}")
         lines += ["", self.explanation]
         if self.undecided:
             lines += ["", undecided_text(self.options, self.bands, self.undecided)]
@@ -109,8 +117,15 @@ def _import_trial(params, seed):
     return {"ok": 1.0}
 
 
+def option_stack(label):
+    """The stack size of an option label (``..., stack=K``), or None."""
+    _, sep, k = label.rpartition(", stack=")
+    return int(k) if sep else None
+
+
 def option_setting(label, cores):
     """``(backend, n_jobs, blas_threads)`` of an option label of :func:`predict_options`."""
+    label = label.split(", stack=")[0]
     if label.startswith("serial, blas"):
         return "serial", 1, cores
     if label == "serial":
@@ -169,47 +184,6 @@ def predict_options(
                 opts[f"{backend}, n_jobs={n}"] = serial_total / wall
     opts["serial"] = 1.0
     return opts
-
-
-def stacked_speedup(cal, k):
-    """Predicted serial speedup of training ``k`` alike models as one stack.
-
-    A stacked step pays a step's Python part ``P`` once for all ``k`` models
-    and its numeric part ``N`` once per model: ``k (P + N)`` become ``P + k N``,
-    a gain of ``k (1 + r) / (r + k)`` with ``r = P / N``. ``r`` comes from the
-    stack gain measured at some size (``cal["stack_gain"]``, see
-    :func:`measure_stack_gain`) where there is one: a stack's per-model BLAS
-    calls and passes cost more than the single step's ``N``. Else from the
-    calibrated ``python_time`` and ``numeric_time``.
-    """
-    if k <= 1:
-        return 1.0
-    gains = cal.get("stack_gain") or {}
-    if gains:
-        size = str(k) if str(k) in gains else max(gains, key=int)
-        big, g = int(size), gains[size]
-        r = big * (g - 1) / max(big - g, 1e-9) if g > 1 else 0.0
-    else:
-        r = cal["python_time"] / max(cal["numeric_time"], 1e-12)
-    return k * (1 + r) / (r + k)
-
-
-def measure_stack_gain(params, k, *, seed=0, epochs=5):
-    """Measured serial speedup of ``k`` trials like ``params`` trained as one stack.
-
-    Seeds ``seed`` .. ``seed + k - 1``, ``epochs`` epochs (at most the
-    trial's: enough that a stack's set-up, such as its kernel choice, does
-    not dominate), 1 BLAS thread; 1.0 when the trial cannot stack.
-    """
-    from threadpoolctl import threadpool_limits
-
-    from ..trial import stack_gain, stack_key
-
-    if k < 2 or stack_key(params) is None:
-        return 1.0
-    p = {**params, "epochs": min(epochs, params.get("epochs", epochs))}
-    with threadpool_limits(1):
-        return stack_gain([(p, seed + i) for i in range(k)])
 
 
 def predict_stacked_options(cal, k, *, cores, trial_times, startup_s, backends):
@@ -387,6 +361,8 @@ def advise(config, *, n_cores=None, seed=0):
     opts = predict_options(
         cal, cores=cores, trial_times=times, startup_s=startups, backends=backends
     )
+    stacking = _stack_options(config, trials, probe, cal, cores, times, startups, backends)
+    opts.update(stacking)
     best = max(opts, key=opts.get)
     bands = option_bands(cal, opts, cores, len(times))
     backend, n_jobs, blas = option_setting(best, cores)
@@ -412,7 +388,13 @@ def advise(config, *, n_cores=None, seed=0):
         f"GIL but pay {_startups_text(startups)} to start, against {len(trials)} trials "
         f"estimated at "
         f"{sum(times):.1f} s of serial work (the longest {max(times):.2f} s). "
-        f"Best predicted: {best} at {opts[best]:.2f}x."
+        + (
+            f"Stacking {next(iter(cal['stack_gain']))} trials measured "
+            f"{next(iter(cal['stack_gain'].values())):.2f}x faster serially than one by one. "
+            if stacking
+            else ""
+        )
+        + f"Best predicted: {best} at {opts[best]:.2f}x."
     )
     return Advice(
         backend=backend,
@@ -424,6 +406,30 @@ def advise(config, *, n_cores=None, seed=0):
         explanation=why,
         bands=bands,
         undecided=undecided_options(opts, bands),
+        stack=option_stack(best),
+    )
+
+
+def _stack_options(config, trials, probe, cal, cores, times, startups, backends):
+    """The stacked options of a sweep whose trials can all share one stack, measured.
+
+    Up to :data:`ADVISE_STACK` trials like the probe are timed stacked and one
+    by one (:func:`measure_stack_gain`); ``{}`` when the trials cannot stack
+    together or stacking measured no faster.
+    """
+    from ..trial import stack_key
+
+    base = config.trial_base()
+    keys = {stack_key({**base, **t.params}) for t in trials}
+    k = min(ADVISE_STACK, len(trials))
+    if k < 2 or len(keys) != 1 or None in keys:
+        return {}
+    gain = measure_stack_gain({**base, **probe.params}, k, seed=probe.seed)
+    if gain <= 1.0:
+        return {}
+    cal["stack_gain"] = {str(k): gain}
+    return predict_stacked_options(
+        cal, k, cores=cores, trial_times=times, startup_s=startups, backends=backends
     )
 
 

@@ -283,6 +283,7 @@ def run_comparison(
         measure_startups,
         option_bands,
         option_setting,
+        option_stack,
         predict_options,
         predict_stacked_options,
         trial_time_estimates,
@@ -355,8 +356,8 @@ def run_comparison(
             startup_s=startups,
             backends=["serial", *backends, *(["threads"] if gil_modes else [])],
         )
-        # The stacked settings measured are predicted too, but not advised yet,
-        # from a short stacked run of the probe's configuration.
+        # The stacked settings measured are predicted too, from a short stacked
+        # run of the probe's configuration, and can be the advised one.
         predicted = dict(opts)
         for k in sorted({s.stack for s in settings if s.stack}):
             gains = cal.setdefault("stack_gain", {})
@@ -367,10 +368,11 @@ def run_comparison(
                 )
             )
         _add_predictions(rows, cal, model_ok, predicted, cores)
-        advised = option_setting(max(opts, key=opts.get), cores)
-        bands = option_bands(cal, opts, cores, len(times))
-        advice = {"options": opts, "setting": advised, "bands": bands}
-        advice["undecided"] = list(undecided_options(opts, bands))
+        best = max(predicted, key=predicted.get)
+        advised = [*option_setting(best, cores), option_stack(best)]
+        bands = option_bands(cal, predicted, cores, len(times))
+        advice = {"options": predicted, "setting": advised, "bands": bands}
+        advice["undecided"] = list(undecided_options(predicted, bands))
         results.append(
             {
                 "group": label,

@@ -102,9 +102,16 @@ def group_table(doc):
         pred = th.get("predicted")
         meas = th.get("speedup")
         band = th.get("predicted_band") or cal.get("predicted_2_band")
+        # (backend, n_jobs, blas_threads[, stack]): older compare.json has no stack.
         adv = tuple((g.get("advice") or {}).get("setting") or ())
         adv_row = next(
-            (r for r in rows if (r["backend"], r["n_jobs"], r["blas_threads"]) == adv), None
+            (
+                r
+                for r in rows
+                if (r["backend"], r["n_jobs"], r["blas_threads"]) == adv[:3]
+                and (len(adv) < 4 or r.get("stack") == adv[3])
+            ),
+            None,
         )
         out.append(
             {
