@@ -234,6 +234,8 @@ def test_advise_offers_stacks_only_for_trials_that_share_one_and_measured_faster
     assert set(opts) == {"serial, stack=4", "processes, n_jobs=2, stack=4"}
     assert cal["stack_gain"] == {"4": 3.0}
     assert advice._stack_options(config(same), trials, trials[0], *args) == {}  # 0.9: slower
+    numeric = Calibration({**cal, "python_time": 0.01, "numeric_time": 1.0})
+    assert advice._stack_options(config(same), trials, trials[0], numeric, *args[1:]) == {}
     mixed = {"hidden": [[8], [16]]}
     trials = expand_space(mixed, seeds=2, random_state=0)
     assert advice._stack_options(config(mixed), trials, trials[0], *args) == {}

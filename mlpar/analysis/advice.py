@@ -415,14 +415,17 @@ def _stack_options(config, trials, probe, cal, cores, times, startups, backends)
 
     Up to :data:`ADVISE_STACK` trials like the probe are timed stacked and one
     by one (:func:`measure_stack_gain`); ``{}`` when the trials cannot stack
-    together or stacking measured no faster.
+    together, when the calibrated step is so numeric that no stack can gain 5%
+    (its ceiling is ``1 + P / N``: nothing is timed then), or when stacking
+    measured no faster.
     """
     from ..trial import stack_key
 
     base = config.trial_base()
     keys = {stack_key({**base, **t.params}) for t in trials}
     k = min(ADVISE_STACK, len(trials))
-    if k < 2 or len(keys) != 1 or None in keys:
+    ceiling = 1 + cal["python_time"] / max(cal["numeric_time"], 1e-12)
+    if k < 2 or len(keys) != 1 or None in keys or ceiling < 1.05:
         return {}
     gain = measure_stack_gain({**base, **probe.params}, k, seed=probe.seed)
     if gain <= 1.0:
