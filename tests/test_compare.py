@@ -38,16 +38,21 @@ def test_the_stack_axis_repeats_each_one_thread_setting_stacked():
     )
 
 
-def test_a_stack_pays_the_python_part_of_a_step_once():
-    from mlpar.analysis.advice import predict_stacked_options, stacked_speedup
-
-    cal = Calibration(
+def _stack_cal():
+    """A synthetic calibration: 3 s of Python and 1 s of numerics per step."""
+    return Calibration(
         python_time=3.0,
         numeric_time=1.0,
         p=0.25,
         p_gemm=0.25,
         predictions={"threads": {"2": 1.0}, "no_gil": {"2": 2.0}},
     )
+
+
+def test_a_stack_pays_the_python_part_of_a_step_once():
+    from mlpar.analysis.advice import predict_stacked_options, stacked_speedup
+
+    cal = _stack_cal()
     assert stacked_speedup(cal, 1) == 1.0
     assert stacked_speedup(cal, 4) == pytest.approx(4 * 4 / (3 + 4))
     assert stacked_speedup(cal, 1000) < 4.0  # at most (P + N) / N
@@ -216,13 +221,7 @@ def test_advise_offers_stacks_only_for_trials_that_share_one_and_measured_faster
             {"name": "s", "data": {"dataset": "iris"}, "sweep": {"params": params}}
         )
 
-    cal = Calibration(
-        python_time=3.0,
-        numeric_time=1.0,
-        p=0.25,
-        p_gemm=0.25,
-        predictions={"threads": {"2": 1.0}, "no_gil": {"2": 2.0}},
-    )
+    cal = _stack_cal()
     gains = iter([3.0, 0.9])
     monkeypatch.setattr(advice, "measure_stack_gain", lambda *a, **k: next(gains))
     from mlpar.space import expand_space
