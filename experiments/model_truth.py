@@ -226,20 +226,28 @@ def probe_stability(paths, k):
         summary,
         "",
     ]
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "probe_stability.md").write_text("\n".join(md))
-    doc = {
-        "cpu": cpu,
-        "blas": blas,
-        "constants": constants,
-        "rows": rows,
-        "gil_machines": machines,
-        "environment": env,
-    }
-    (OUT / "probe_stability.json").write_text(
-        json.dumps(strict_json(doc), indent=2, allow_nan=False) + "\n"
+    _save(
+        "probe_stability",
+        md,
+        {
+            "cpu": cpu,
+            "blas": blas,
+            "constants": constants,
+            "rows": rows,
+            "gil_machines": machines,
+            "environment": env,
+        },
     )
     print("\n".join(md[3:]))
+
+
+def _save(name, md_lines, doc):
+    """``OUT/<name>.md`` from the lines, ``OUT/<name>.json`` from ``doc`` (strict JSON)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{name}.md").write_text("\n".join(md_lines))
+    (OUT / f"{name}.json").write_text(
+        json.dumps(strict_json(doc), indent=2, allow_nan=False) + "\n"
+    )
 
 
 def main(argv=None):
@@ -331,19 +339,18 @@ def main(argv=None):
         "cores; untested (no machine with more than 2 cores).",
         "",
     ]
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "model_truth.md").write_text("\n".join(md))
-    doc = {
-        "cpu": cpu,
-        "blas": blas,
-        "rows": rows,
-        "gil_machines": machines,
-        "other_load": other,
-        "load_average": loads,
-        "environment": env,
-    }
-    (OUT / "model_truth.json").write_text(
-        json.dumps(strict_json(doc), indent=2, allow_nan=False) + "\n"
+    _save(
+        "model_truth",
+        md,
+        {
+            "cpu": cpu,
+            "blas": blas,
+            "rows": rows,
+            "gil_machines": machines,
+            "other_load": other,
+            "load_average": loads,
+            "environment": env,
+        },
     )
     plt = figures()
     if plt is not None:
