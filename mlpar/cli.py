@@ -294,11 +294,12 @@ def _info(args, argv):
 def _run(args, argv):
     from contextlib import ExitStack
 
-    from .backends import prestart
+    from .backends import boot_ahead, prestart
 
-    # As soon as the file is read, before it is checked: the fork server's
-    # imports overlap the check's and those below. Again once checked (a no-op
-    # when nothing changed).
+    if args.backend in (None, "processes"):  # a fork server's interpreter boots meanwhile
+        boot_ahead()
+    # As soon as the file is read, before it is checked: its imports overlap
+    # the check's and those below. Again once checked (a no-op if unchanged).
     def early(ex):
         prestart(ex.get("backend", "serial"), n_jobs=ex.get("n_jobs"),
                  blas_threads=ex.get("blas_threads"))

@@ -377,3 +377,74 @@ def test_prestart_boots_the_server_the_sweep_then_uses():
     )
     doc = json.loads(out.stdout.strip().splitlines()[-1])
     assert doc == {"started": 1, "servers": 1, "status": ["ok"] * 3}
+
+
+BOOT_AHEAD = """
+import json, os, sys, time
+from mlpar import sweep
+from mlpar.backends import _forkserver, boot_ahead
+
+def trial(params, seed):
+    return {"pid": float(os.getpid()), "ppid": float(os.getppid())}
+
+boot_ahead()
+ahead = _forkserver._SERVERS._ahead.process
+if sys.argv[1] == "python-var":
+    os.environ["PYTHONHASHSEED"] = "7"  # read at start-up: the booted server cannot take it
+result = sweep(trial, {"a": [1, 2, 3]}, backend="processes", n_jobs=2, blas_threads=1,
+               progress=False)
+servers = list(_forkserver._SERVERS._servers.values())
+if sys.argv[1] == "python-var":
+    ahead.wait(30)  # closed when it could not be taken
+print(json.dumps({"ahead": ahead.pid, "servers": [s.process.pid for s in servers],
+                  "parents": sorted({r.metrics["ppid"] for r in result}),
+                  "ahead_exit": ahead.poll(), "status": [r.status for r in result]}))
+"""
+
+
+def _boot_ahead(mode):
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-c", BOOT_AHEAD, mode],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(ProcessBackend._launcher != "forkserver", reason="fork servers only")
+def test_a_server_booted_ahead_becomes_the_sweeps_server():
+    doc = _boot_ahead("same")
+    assert doc["status"] == ["ok"] * 3
+    # One server, the one booted before the sweep knew its BLAS threads, and
+    # every worker is its child.
+    assert doc["servers"] == [doc["ahead"]]
+    assert doc["parents"] == [float(doc["ahead"])]
+    assert doc["ahead_exit"] is None
+
+
+@pytest.mark.skipif(ProcessBackend._launcher != "forkserver", reason="fork servers only")
+def test_a_server_booted_in_another_python_environment_is_not_used():
+    doc = _boot_ahead("python-var")
+    assert doc["status"] == ["ok"] * 3
+    assert len(doc["servers"]) == 1 and doc["servers"] != [doc["ahead"]]
+    assert doc["parents"] == [float(doc["servers"][0])]
+    assert doc["ahead_exit"] == 0  # it never imported anything, and exited
+
+
+def test_what_a_server_booted_ahead_may_take():
+    from mlpar.backends._forkserver import _Server
+
+    server = _Server.__new__(_Server)  # no process: can_take reads env alone
+    server.env = {"PATH": "/bin", "PYTHONPATH": "/x", "LD_LIBRARY_PATH": "/l"}
+    base = dict(server.env)
+    assert server.can_take({**base, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+    assert server.can_take({**base, "KMP_DUPLICATE_LIB_OK": "True", "PYTEST_CURRENT_TEST": "t"})
+    assert not server.can_take({**base, "PYTHONPATH": "/y"})
+    assert not server.can_take({k: v for k, v in base.items() if k != "PYTHONPATH"})
+    assert not server.can_take({**base, "PYTHON_GIL": "0"})
+    assert not server.can_take({**base, "LD_PRELOAD": "/lib.so"})
+    assert not server.can_take({**base, "DYLD_LIBRARY_PATH": "/d"})

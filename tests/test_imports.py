@@ -160,14 +160,24 @@ EARLY_SERVER = textwrap.dedent("""
         return real(*args, **kwargs)
 
     backends.prestart = prestart
+    booted = []
+    real_boot = _forkserver.boot
+
+    def boot():
+        real_boot()
+        booted.append(_forkserver._SERVERS._ahead.process.pid)
+
+    _forkserver.boot = boot
     with contextlib.redirect_stdout(io.StringIO()):
         rc = main({argv!r})
-    print(json.dumps({{"rc": rc, "numpy_at_first_prestart": seen[0],
-                      "servers": len(_forkserver._SERVERS._servers)}}))
+    pids = [s.process.pid for s in _forkserver._SERVERS._servers.values()]
+    print(json.dumps({{"rc": rc, "numpy_at_first_prestart": seen[0], "servers": len(pids),
+                      "booted_ahead_is_the_server": booted == pids}}))
 """)
 
 
-def test_run_starts_its_fork_server_before_numpy_and_only_one(tmp_path):
+@pytest.mark.parametrize("blas", [", blas_threads: 1", ""], ids=["blas_threads", "default_blas"])
+def test_run_starts_its_fork_server_before_numpy_and_only_one(tmp_path, blas):
     from mlpar.backends._process import ProcessBackend
 
     if ProcessBackend._launcher != "forkserver":
@@ -176,12 +186,18 @@ def test_run_starts_its_fork_server_before_numpy_and_only_one(tmp_path):
     cfg.write_text(
         "name: tiny\ndata: {dataset: iris}\nmodel: {hidden: [4]}\n"
         "train: {epochs: 1}\nsweep:\n  params: {lr: [0.01, 0.1]}\n"
-        "execution: {backend: processes, n_jobs: 2, blas_threads: 1}\n"
+        f"execution: {{backend: processes, n_jobs: 2{blas}}}\n"
         f"output: {{folder: {str(tmp_path / 'runs')!r}}}\n"
     )
     out = _python(EARLY_SERVER.format(argv=["run", str(cfg), "--no-progress"]))
-    # The server the file's settings asked for is the one the sweep used.
-    assert out == {"rc": 0, "numpy_at_first_prestart": False, "servers": 1}
+    # The server booted before the file was read, given the file's settings
+    # (the default BLAS threads too: cores // n_jobs), is the one the sweep used.
+    assert out == {
+        "rc": 0,
+        "numpy_at_first_prestart": False,
+        "servers": 1,
+        "booted_ahead_is_the_server": True,
+    }
 
 
 def test_environment_info_names_the_blas_in_a_fresh_interpreter():

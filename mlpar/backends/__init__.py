@@ -21,6 +21,7 @@ __all__ = [
     "make_backend",
     "check_picklable",
     "effective_n_jobs",
+    "boot_ahead",
     "prestart",
 ]
 
@@ -148,6 +149,22 @@ def make_backend(name, *, n_jobs=None, address=None):
     return backend
 
 
+def boot_ahead():
+    """Boot a fork server's interpreter now, before the sweep's settings are read.
+
+    ``mlpar run`` calls this first: the server's start-up overlaps the
+    command's imports, and :func:`prestart` then takes it for the sweep's
+    environment. A no-op where ``processes`` starts no fork server; unused,
+    the interpreter exits with this process.
+    """
+    from ._process import ProcessBackend
+
+    if ProcessBackend._launcher == "forkserver":
+        from . import _forkserver
+
+        _forkserver.boot()
+
+
 def prestart(name, *, n_jobs=None, blas_threads=None):
     """Start, in the background, what backend ``name``'s first trial will wait for.
 
@@ -176,6 +193,10 @@ def prestart(name, *, n_jobs=None, blas_threads=None):
     if blas_threads is None:
         from ..environment import cpu_count
 
-        # n_jobs is None until open() for backends that ask a cluster.
-        blas_threads = max(1, cpu_count() // (backend.n_jobs or 1))
+        # The sweep's rule (search.resolve_blas_threads) on the n_jobs that
+        # open() will resolve: until then backend.n_jobs is None.
+        n = effective_n_jobs(
+            backend.requested_n_jobs, default=effective_n_jobs(backend.default_n_jobs, default=1)
+        )
+        blas_threads = max(1, cpu_count() // n)
     backend.prestart(blas_threads=int(blas_threads))

@@ -24,6 +24,10 @@ not notice the sweep's death. Here:
   environment gives every library it loads, fn's included, the environment
   a fresh worker would have. A server whose preloaded module was edited
   since is replaced, so workers never run stale code;
+- ``mlpar run`` boots one interpreter ahead (:func:`boot`), before its
+  config is read: it waits there, imports nothing, and becomes the first
+  server asked for when only variables read at library load differ from
+  the environment it booted in;
 - ``__main__`` is never imported;
 - each worker gets its own pipe, the sweep's current stdout/stderr, working
   directory, ``sys.path`` and environment, and the read end of a pipe only
@@ -49,185 +53,27 @@ import atexit
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
-import warnings
 from contextlib import suppress
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for
 
-__all__ = ["spawn", "prestart", "ServerProcess"]
+from ._forkserver_body import _read_signed
+
+__all__ = ["spawn", "prestart", "boot", "ServerProcess"]
 
 # Environment variables left out of a server's identity: pytest changes this
 # one for every test, and no library reads it at import time.
 _VOLATILE_ENV = frozenset({"PYTEST_CURRENT_TEST"})
 
+# Environment variables a server booted ahead has read before it knows its
+# environment: CPython's, the dynamic linker's (glibc, macOS).
+_READ_AT_BOOT = ("PYTHON", "LD_", "DYLD_")
+
 # Servers kept at once, one per environment; the least recently used goes first.
 _MAX_SERVERS = 4
-
-_SIGNED = struct.Struct("q")
-
-
-def _write_signed(fd, n):
-    with suppress(OSError):  # the sweep stopped listening: nothing to tell
-        os.write(fd, _SIGNED.pack(n))
-
-
-def _read_signed(fd):
-    data = b""
-    while len(data) < _SIGNED.size:
-        chunk = os.read(fd, _SIGNED.size - len(data))
-        if not chunk:
-            raise EOFError("the fork server closed the status pipe")
-        data += chunk
-    return _SIGNED.unpack(data)[0]
-
-
-def _count_threads():
-    """Threads of this process, native ones included where /proc tells."""
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return threading.active_count()
-
-
-def _import_quietly(names):
-    """Import what imports; a worker imports the rest itself, and reports why not."""
-    for name in names:
-        try:
-            __import__(name)
-        except BaseException:  # noqa: BLE001 -- SystemExit or worse from a user module
-            pass
-
-
-def _flush_std():
-    for stream in (sys.stdout, sys.stderr):
-        with suppress(Exception):
-            stream.flush()
-
-
-def _serve(fd, preload):
-    """Body of a fork server: import ``preload``, then fork one worker per request."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sweep's to handle
-    _import_quietly(preload)
-    baseline = _count_threads()  # 1, or OpenBLAS's idle pool if blas_threads > 1
-    sig_r, sig_w = os.pipe()
-    os.set_blocking(sig_r, False)
-    os.set_blocking(sig_w, False)
-    signal.set_wakeup_fd(sig_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the wait below
-    sock = socket.socket(fileno=fd)
-    conn = Connection(os.dup(fd))
-    children = {}  # pid -> status fd
-    while sock is not None or children:
-        ready = wait_for([sig_r] if sock is None else [sock, sig_r])
-        if sig_r in ready:
-            with suppress(BlockingIOError):
-                os.read(sig_r, 4096)
-            _reap(children)
-        if sock is None or sock not in ready:
-            continue
-        try:
-            msg, fds, _, _ = socket.recv_fds(sock, 1, 8)
-            if not msg:
-                raise EOFError
-            # From the sweep that started this server, over a socket pair
-            # only the two of them hold.
-            request = conn.recv()
-        except (EOFError, OSError):
-            sock.close()
-            conn.close()
-            sock = None
-            continue
-        conn_fd, death_fd, out_fd, err_fd, status_fd = fds
-        sys.path[:] = request["sys_path"]
-        _import_quietly(request["modules"])
-        if _count_threads() > baseline:
-            # A module started threads: forking now is what this server exists
-            # to avoid. It forks no more; the sweep starts a clean one.
-            _write_signed(status_fd, 0)
-            for f in fds:
-                os.close(f)
-            sock.close()
-            conn.close()
-            sock = None
-            continue
-        _flush_std()  # or every worker prints the server's buffered output again
-        with warnings.catch_warnings():
-            # Python >= 3.12 warns of fork() with threads running; the only
-            # ones here are OpenBLAS's, which it stops across fork() itself.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                for f in (sig_r, sig_w, status_fd, *children.values()):
-                    os.close(f)
-                sock.close()
-                conn.close()
-                code = _child(conn_fd, death_fd, out_fd, err_fd, request)
-            except (BrokenPipeError, ConnectionResetError, EOFError):
-                pass  # the sweep closed this worker's pipe (Ctrl-C, a kill): nothing to say
-            except BaseException:  # noqa: BLE001 -- say why before the exit code does
-                sys.excepthook(*sys.exc_info())
-            finally:
-                _flush_std()
-                os._exit(code)
-        _write_signed(status_fd, pid)
-        children[pid] = status_fd
-        for f in (conn_fd, death_fd, out_fd, err_fd):
-            os.close(f)
-
-
-def _reap(children):
-    """Send the exit code of each finished child to its sweep."""
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        fd = children.pop(pid, None)
-        if fd is not None:
-            _write_signed(fd, os.waitstatus_to_exitcode(status))
-            os.close(fd)
-
-
-def _watch_pipe(fd):
-    """Exit this worker once ``fd`` reads EOF: the sweep, its only writer, is gone."""
-    with suppress(OSError):
-        while os.read(fd, 1):
-            pass
-    os._exit(1)
-
-
-def _child(conn_fd, death_fd, out_fd, err_fd, request):
-    """Body of a forked worker: take on the sweep's state, then run the target."""
-    signal.set_wakeup_fd(-1)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    # The sweep's stdout and stderr as they are now, not as they were when
-    # the server started (pytest's capture, a redirected CLI).
-    os.dup2(out_fd, 1)
-    os.dup2(err_fd, 2)
-    os.close(out_fd)
-    os.close(err_fd)
-    with suppress(OSError):
-        os.chdir(request["cwd"])
-    env = request["env"]
-    for name in [n for n in os.environ if n not in env]:
-        del os.environ[name]
-    os.environ.update((n, v) for n, v in env.items() if os.environ.get(n) != v)
-    if "numpy.random" in sys.modules:
-        # Not for mlpar, which never uses it: NumPy's legacy global generator
-        # would otherwise be the same in every worker of a server, where a
-        # fresh interpreter seeds it from the OS.
-        sys.modules["numpy.random"].seed()
-    threading.Thread(target=_watch_pipe, args=(death_fd,), daemon=True).start()
-    request["target"](Connection(conn_fd))
-    return 0
 
 
 class _ServerLost(Exception):
@@ -290,14 +136,18 @@ def _std_fds():
 
 
 class _Server:
-    """One fork server process and the modules it has imported (name -> file stamp)."""
+    """One fork server process and the modules it has imported (name -> file stamp).
+
+    ``preload`` None boots the interpreter only: :meth:`claim` gives it its
+    environment and preload list later.
+    """
 
     def __init__(self, env, preload):
         ours, theirs = socket.socketpair()
         boot = (
             f"import sys; sys.path[:] = {list(sys.path)!r}; "
-            "from mlpar.backends._forkserver import _serve; "
-            f"_serve({theirs.fileno()}, {list(preload)!r})"
+            "from mlpar.backends._forkserver_body import _serve; "
+            f"_serve({theirs.fileno()}, {None if preload is None else list(preload)!r})"
         )
         # The interpreter flags (-X, -W, -O ...) this one runs with, as
         # multiprocessing passes them to its own fork server.
@@ -308,6 +158,23 @@ class _Server:
             )
         self.socket = ours
         self.conn = Connection(os.dup(ours.fileno()))
+        self.env = env
+        self.modules = {} if preload is None else {name: _stamp(name) for name in preload}
+
+    def can_take(self, env):
+        """True if a server booted ahead in ``self.env`` may serve ``env``.
+
+        Only variables read once a library loads may differ (the BLAS thread
+        counts, KMP_*): not those the interpreter or the dynamic linker read
+        at start-up, which the boot has already read.
+        """
+        differ = {n for n in env.keys() | self.env.keys() if env.get(n) != self.env.get(n)}
+        return not any(n.startswith(_READ_AT_BOOT) for n in differ - _VOLATILE_ENV)
+
+    def claim(self, env, preload):
+        """Give a server booted ahead its environment and preload list."""
+        self.conn.send({"env": env, "preload": list(preload)})
+        self.env = env
         self.modules = {name: _stamp(name) for name in preload}
 
     def spawn(self, fds, request):
@@ -364,6 +231,7 @@ class _Servers:
         self._owner = os.getpid()
         self._servers = {}  # key -> _Server, least recently used first
         self._retired = []  # Popen of servers winding down, reaped as they end
+        self._ahead = None  # a server booted ahead, for the next environment asked for
         self._unsafe = set()  # modules that crashed a server or left threads there
         # Only this process holds the write end (not inheritable, never sent).
         self._death_r, self._death_w = os.pipe()
@@ -408,6 +276,35 @@ class _Servers:
                 wanted = [name for name in preload if name not in self._unsafe]
                 self._server(key, env, wanted, wanted)
 
+    def boot(self):
+        """Start a server's interpreter now, before the sweep's environment is known.
+
+        ``mlpar run`` calls this first thing: the interpreter's start-up (site,
+        the install's path hooks) overlaps the command's own imports and the
+        reading of its config, and the next server asked for, if its
+        environment allows (:meth:`_Server.can_take`), is this one. Unused, it
+        exits with this process.
+        """
+        with self._lock:
+            self._own()
+            if self._ahead is None and not self._servers:
+                self._ahead = _Server(dict(os.environ), None)
+
+    def _take_ahead(self, env, preload):
+        """The server booted ahead, given ``env`` and ``preload``; None if there is none to take."""
+        server, self._ahead = self._ahead, None
+        if server is None:
+            return None
+        if server.process.poll() is None and server.can_take(env):
+            try:
+                server.claim(env, preload)
+                return server
+            except OSError:  # it died since: start a fresh one
+                pass
+        server.close()
+        self._retired.append(server.process)
+        return None
+
     def _server(self, key, env, preload, modules):
         """The live, up-to-date server for ``key``, started with ``preload`` if need be."""
         server = self._servers.get(key)
@@ -417,7 +314,7 @@ class _Servers:
         if server is None:
             while len(self._servers) >= _MAX_SERVERS:
                 self._retire(next(iter(self._servers)))
-            server = _Server(env, preload)
+            server = self._take_ahead(env, preload) or _Server(env, preload)
         else:
             del self._servers[key]  # re-inserted below, as the most recently used
         self._servers[key] = server
@@ -435,6 +332,7 @@ class _Servers:
                 return
             for key in list(self._servers):
                 self._retire(key)
+            self._take_ahead({}, ())  # {} never fits: closed, like the others
             # Not waited for: each ends on its own once its socket closes (a
             # worker still running ends with this process, through the death
             # pipe), and init reaps what this process leaves behind.
@@ -445,3 +343,4 @@ class _Servers:
 _SERVERS = _Servers()
 spawn = _SERVERS.spawn
 prestart = _SERVERS.prestart
+boot = _SERVERS.boot
