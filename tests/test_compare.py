@@ -45,6 +45,7 @@ def _stack_cal():
         numeric_time=1.0,
         p=0.25,
         p_gemm=0.25,
+        releases_per_step=10.0,
         predictions={"threads": {"2": 1.0}, "no_gil": {"2": 2.0}},
     )
 
@@ -98,19 +99,21 @@ def test_compare_measures_stacked_settings_against_unstacked_serial(tiny, tmp_pa
         "serial",
         "--no-blas-axis",
         "--set",
-        "compare.stack=[1, 4]",
+        "compare.stack=[1, 16]",
     ]
     assert main(args) == 0
-    assert "serial x1 blas1 stack4" in capsys.readouterr().out
+    assert "serial x1 blas1 stack16" in capsys.readouterr().out
     doc = json.loads((run_dir / "compare.json").read_text())
     rows = {r["label"]: r for r in doc["groups"][0]["summary"]}
-    stacked = rows["serial x1 blas1 stack4"]
-    assert stacked["stack"] == 4 and rows["serial x1 blas1"]["stack"] is None
+    stacked = rows["serial x1 blas1 stack16"]
+    assert stacked["stack"] == 16 and rows["serial x1 blas1"]["stack"] is None
+    # The group's 4 trials make one stack of 4: its gain is timed, and kept, at 4.
+    assert set(doc["groups"][0]["calibration"]["stack_gain"]) == {"4"}
     assert stacked["ok"] == 4 and stacked["speedup"] > 0
     assert stacked["measured_over_predicted"] == pytest.approx(
         stacked["speedup"] / stacked["predicted"]
     )
-    (journal,) = (run_dir / "compare").glob("*-s4-r0.jsonl")
+    (journal,) = (run_dir / "compare").glob("*-s16-r0.jsonl")
     trials = [json.loads(line) for line in journal.read_text().splitlines()[1:]]
     assert {t["stack_size"] for t in trials if t.get("type", "trial") == "trial"} == {4}
 
@@ -191,6 +194,34 @@ def test_advice_prefers_threads_for_blas_bound_short_sweeps():
     )
     assert max(opts, key=opts.get) == "threads, n_jobs=2"
     assert opts["processes, n_jobs=2"] < 1.0  # start-up outweighs 1.2 s of work
+
+
+def test_a_stack_runs_the_same_python_around_longer_kernels():
+    from mlpar.analysis._stacking import stacked_calibration
+    from mlpar.analysis.advice import predict_stacked_options
+
+    cal = _cal(p=0.2)  # a 10 ms step: 8 ms of Python, 2 ms of kernels
+    cal["stack_gain"] = {"4": 2.5}
+    k4 = stacked_calibration(cal, 4)
+    # Four models stacked: 4 x 10 ms / 2.5 = 16 ms a step, still 8 ms of it
+    # Python, released as often; the kernels do the rest.
+    assert k4["python_time"] == cal["python_time"]
+    assert k4["numeric_time"] == pytest.approx(0.008)
+    assert k4["p"] == pytest.approx(0.5)
+    assert k4["releases_per_step"] == cal["releases_per_step"]
+    assert stacked_calibration(cal, 1)["numeric_time"] == cal["numeric_time"]
+    # More of the stacked step runs without the GIL: threads gain more on it.
+    assert cal.prediction(2) < k4.prediction(2) <= 2.0
+    opts = predict_stacked_options(
+        cal,
+        4,
+        cores=2,
+        trial_times=[1.0] * 8,
+        startup_s=0.0,
+        backends=["serial", "threads", "processes"],
+    )
+    # Two stacks of four, one per thread.
+    assert opts["threads, n_jobs=2, stack=4"] == pytest.approx(2.5 * k4.prediction(2))
 
 
 def test_one_trial_cannot_be_parallelized_across_trials():

@@ -7,7 +7,7 @@ calibrated step and a short stacked run (see :mod:`mlpar.nn._stacked`).
 
 from __future__ import annotations
 
-__all__ = ["stacked_speedup", "measure_stack_gain"]
+__all__ = ["stacked_speedup", "stacked_calibration", "measure_stack_gain"]
 
 
 def stacked_speedup(cal, k):
@@ -31,6 +31,30 @@ def stacked_speedup(cal, k):
     else:
         r = cal["python_time"] / max(cal["numeric_time"], 1e-12)
     return k * (1 + r) / (r + k)
+
+
+def stacked_calibration(cal, k):
+    """``cal`` for one step of a stack of ``k`` models: what threads predictions run on.
+
+    The stacked step (:func:`stacked_speedup`) takes ``k (P + N) / gain``: the
+    same Python part ``P`` and as many GIL releases (one call per layer for
+    all ``k``), with kernels ``k`` times the work, so its numeric part is what
+    is left. The hand-off simulation then runs on the same segment sequence
+    with every kernel scaled to it (see
+    :func:`~mlpar.analysis._handoff_sim.segments_from_histogram`). Cached
+    predictions and a mixed sweep's draws are left out: they are the single step's.
+    """
+    from .gilmodel import Calibration
+
+    dropped = ("predictions", "predicted_2", "predicted_2_band", "draws")
+    out = Calibration({key: v for key, v in cal.items() if key not in dropped})
+    if k <= 1:
+        return out
+    python, numeric = cal["python_time"], cal["numeric_time"]
+    step = k * (python + numeric) / stacked_speedup(cal, k)
+    out["numeric_time"] = max(step - python, 0.0)
+    out["p"] = out["numeric_time"] / step if step > 0 else 0.0
+    return out
 
 
 def measure_stack_gain(params, k, *, seed=0, epochs=5):

@@ -12,7 +12,7 @@ import dataclasses
 import time
 
 from ._draws import mix_calibrations, trial_time_estimates, workload_weight
-from ._stacking import measure_stack_gain, stacked_speedup
+from ._stacking import measure_stack_gain, stacked_calibration, stacked_speedup
 
 __all__ = [
     "advise",
@@ -191,8 +191,9 @@ def predict_stacked_options(cal, k, *, cores, trial_times, startup_s, backends):
 
     Labels end in ``, stack=k``. The trials are taken as compatible, stacked in
     order: a task of ``j`` trials runs :func:`stacked_speedup` ``(cal, j)`` faster
-    than they would one by one. Threads are left out: a stack's GIL share is
-    not modelled yet.
+    than they would one by one. Threads and processes' contention follow the
+    model of a stacked step (:func:`~mlpar.analysis._stacking.stacked_calibration`):
+    the same Python segments around kernels that do the stack's work.
     """
     tasks = [
         sum(trial_times[i : i + k]) / stacked_speedup(cal, len(trial_times[i : i + k]))
@@ -200,11 +201,11 @@ def predict_stacked_options(cal, k, *, cores, trial_times, startup_s, backends):
     ]
     gain = sum(trial_times) / sum(tasks)
     opts = predict_options(
-        cal,
+        stacked_calibration(cal, min(k, len(trial_times))),
         cores=cores,
         trial_times=tasks,
         startup_s=startup_s,
-        backends=[b for b in backends if b != "threads"],
+        backends=backends,
     )
     opts.pop(f"serial, blas_threads={cores}", None)
     return {f"{label}, stack={k}": speedup * gain for label, speedup in opts.items()}

@@ -360,8 +360,10 @@ def run_comparison(
         # run of the probe's configuration, and can be the advised one.
         predicted = dict(opts)
         for k in sorted({s.stack for s in settings if s.stack}):
+            # Keyed by the size timed: a group of 4 trials stacks 4, whatever k.
+            size = min(k, len(trials))
             gains = cal.setdefault("stack_gain", {})
-            gains[str(k)] = measure_stack_gain(params, min(k, len(trials)), seed=probe.seed)
+            gains[str(size)] = measure_stack_gain(params, size, seed=probe.seed)
             predicted.update(
                 predict_stacked_options(
                     cal, k, cores=cores, trial_times=times, startup_s=startups, backends=backends
