@@ -224,6 +224,22 @@ def test_a_stack_runs_the_same_python_around_longer_kernels():
     assert opts["threads, n_jobs=2, stack=4"] == pytest.approx(2.5 * k4.prediction(2))
 
 
+def test_forked_is_advised_only_where_its_start_up_gains_more_than_five_percent():
+    from mlpar.analysis.advice import best_option
+
+    close = {"serial": 1.0, "processes, n_jobs=2": 1.90, "forked, n_jobs=2": 1.98}
+    assert best_option(close) == "processes, n_jobs=2"
+    far = {"serial": 1.0, "processes, n_jobs=2": 1.20, "forked, n_jobs=2": 1.80}
+    assert best_option(far) == "forked, n_jobs=2"
+    stacked = {"processes, n_jobs=2, stack=4": 3.0, "forked, n_jobs=2, stack=4": 3.1}
+    assert best_option(stacked) == "processes, n_jobs=2, stack=4"
+    # No processes twin measured: forked it is.
+    assert best_option({"serial": 1.0, "forked, n_jobs=2": 1.5}) == "forked, n_jobs=2"
+    assert best_option({"threads, n_jobs=2": 1.5, "processes, n_jobs=2": 1.4}) == (
+        "threads, n_jobs=2"
+    )
+
+
 def test_one_trial_cannot_be_parallelized_across_trials():
     opts = predict_options(_cal(), cores=2, trial_times=[5.0], startup_s=0.0)
     assert opts["threads, n_jobs=2"] == 1.0
@@ -387,3 +403,25 @@ def test_advice_says_when_the_band_is_too_wide_to_decide():
     # A narrow band decides.
     narrow = option_bands({"predicted_2_band": [1.28, 1.32]}, opts, 2, 8)
     assert undecided_options(opts, narrow) == ()
+
+
+def test_compare_predicts_processes_with_a_warm_fork_servers_start_up(
+    tiny, tmp_path, monkeypatch, capsys
+):
+    import json
+
+    from mlpar.analysis import _startup
+    from mlpar.cli import main
+    from mlpar.environment import cpu_count
+
+    if cpu_count() < 2:
+        pytest.skip("one core: compare predicts no parallel setting")
+    # The first start-up includes the fork server's; compare's runs reuse it.
+    starts = iter([0.5, 0.01])
+    monkeypatch.setattr(_startup, "measure_process_startup", lambda n, backend: next(starts))
+    run_dir = tmp_path / "cmp"
+    args = ["compare", str(tiny), "--repeats", "1", "--run-dir", str(run_dir), "--no-progress",
+            "--backends", "serial,processes", "--no-blas-axis"]  # fmt: skip
+    assert main(args) == 0
+    doc = json.loads((run_dir / "compare.json").read_text())
+    assert doc["process_startup_s"] == {"processes": 0.01}

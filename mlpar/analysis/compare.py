@@ -278,6 +278,7 @@ def run_comparison(
         The run folder and the comparison document also saved as ``compare.json``.
     """
     from .advice import (
+        best_option,
         calibrate_heaviest,
         measure_stack_gain,
         measure_startups,
@@ -325,6 +326,8 @@ def run_comparison(
     # Measured with or without a GIL: the kernels' contention matters to both.
     machine = measure_gil_machine()
     startups = measure_startups(min(cores, 2), backends) if cores > 1 else {}
+    if "processes" in startups:  # once: the runs below reuse the fork server it started
+        startups["processes"] = measure_startups(min(cores, 2), ["processes"])["processes"]
     results = []
     for gi, (label, sub) in enumerate(groups):
         trials, probe, cal = calibrate_heaviest(
@@ -370,7 +373,7 @@ def run_comparison(
                 )
             )
         _add_predictions(rows, cal, model_ok, predicted, cores)
-        best = max(predicted, key=predicted.get)
+        best = best_option(predicted)
         advised = [*option_setting(best, cores), option_stack(best)]
         bands = option_bands(cal, predicted, cores, len(times))
         advice = {"options": predicted, "setting": advised, "bands": bands}
