@@ -346,20 +346,29 @@ def auto_stack(params_list, *, max_stack=16, probe_epochs=2, margin=1.03):
     return sizes
 
 
-def stack_gain(batch):
+def stack_gain(batch, *, rounds=1):
     """Measured: the seconds of ``batch``'s trials one after another over their seconds stacked.
 
     ``batch`` is a list of ``(params, seed)`` of one stack key; a warm-up
-    stack of two runs first (caches, kernel choice, page faults).
+    stack of two runs first (caches, kernel choice, page faults). With
+    ``rounds`` > 1 the two are timed that many times, in alternating order,
+    and the median ratio is returned: a short timing on a busy machine can
+    be off by half.
     """
     run_stack(batch[:2])
-    t0 = time.perf_counter()
-    run_stack(batch)
-    stacked = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for params, seed in batch:
-        train_mlp(params, seed)
-    return (time.perf_counter() - t0) / stacked
+    ratios = []
+    for r in range(rounds):
+        seconds = {}
+        for stacked in (True, False) if r % 2 == 0 else (False, True):
+            t0 = time.perf_counter()
+            if stacked:
+                run_stack(batch)
+            else:
+                for params, seed in batch:
+                    train_mlp(params, seed)
+            seconds[stacked] = time.perf_counter() - t0
+        ratios.append(seconds[False] / seconds[True])
+    return sorted(ratios)[len(ratios) // 2]
 
 
 # What mlpar.sweep calls in its own process before the first trial, and the

@@ -533,3 +533,27 @@ g = np.random.default_rng(0)
 def test_bad_input(call, error, message):
     with pytest.raises(error, match=re.escape(message)):
         call()
+
+
+def test_stack_gain_is_the_median_of_interleaved_rounds(monkeypatch):
+    from mlpar import trial
+
+    now = [0.0]
+    calls = []
+    stacked_seconds = iter([0.0, 1.0, 5.0, 1.0])  # the warm-up, then an outlier in round 2
+
+    def run_stack(batch):
+        calls.append("stack")
+        now[0] += next(stacked_seconds)
+
+    def train_mlp(params, seed):
+        calls.append("one")
+        now[0] += 1.0  # 2 s for the batch of two
+
+    monkeypatch.setattr(trial, "run_stack", run_stack)
+    monkeypatch.setattr(trial, "train_mlp", train_mlp)
+    monkeypatch.setattr(trial.time, "perf_counter", lambda: now[0])
+    batch = [({}, 0), ({}, 1)]
+    assert trial.stack_gain(batch, rounds=3) == 2.0  # ratios 2, 0.4, 2
+    # Warm-up, then stacked first, unstacked first, stacked first.
+    assert calls == ["stack", "stack", "one", "one", "one", "one", "stack", "stack", "one", "one"]
