@@ -346,19 +346,17 @@ def auto_stack(params_list, *, max_stack=16, probe_epochs=2, margin=1.03):
     return sizes
 
 
-def stack_gain(batch, *, rounds=1):
-    """Measured: the seconds of ``batch``'s trials one after another over their seconds stacked.
+def stack_seconds(batch, *, rounds=1):
+    """``(one after another, stacked)``: the seconds of ``batch``'s trials trained both ways.
 
     ``batch`` is a list of ``(params, seed)`` of one stack key; a warm-up
     stack of two runs first (caches, kernel choice, page faults). With
-    ``rounds`` > 1 the two are timed that many times, in alternating order,
-    and the median ratio is returned: a short timing on a busy machine can
-    be off by half.
+    ``rounds`` > 1 both are timed that many times, in alternating order, and
+    each is the median: a short timing on a busy machine can be off by half.
     """
     run_stack(batch[:2])
-    ratios = []
+    seconds = {True: [], False: []}
     for r in range(rounds):
-        seconds = {}
         for stacked in (True, False) if r % 2 == 0 else (False, True):
             t0 = time.perf_counter()
             if stacked:
@@ -366,9 +364,15 @@ def stack_gain(batch, *, rounds=1):
             else:
                 for params, seed in batch:
                     train_mlp(params, seed)
-            seconds[stacked] = time.perf_counter() - t0
-        ratios.append(seconds[False] / seconds[True])
-    return sorted(ratios)[len(ratios) // 2]
+            seconds[stacked].append(time.perf_counter() - t0)
+    one, stacked = (sorted(seconds[k])[len(seconds[k]) // 2] for k in (False, True))
+    return one, stacked
+
+
+def stack_gain(batch, *, rounds=1):
+    """Measured: ``batch``'s seconds one after another over its seconds stacked (:func:`stack_seconds`)."""
+    one, stacked = stack_seconds(batch, rounds=rounds)
+    return one / stacked
 
 
 # What mlpar.sweep calls in its own process before the first trial, and the

@@ -81,6 +81,18 @@ def test_stack_gain_is_measured_on_real_stacks():
     assert measure_stack_gain(params, 3, seed=5) > 0
 
 
+def test_a_short_stack_timing_is_carried_to_the_trials_epochs():
+    from mlpar.analysis._stacking import extrapolated_gain
+
+    # One by one: 1 s fixed + 0.1 s an epoch; stacked: 1 s + 0.025 s an epoch.
+    short, long = (2, 1.2, 1.05), (10, 2.0, 1.25)
+    assert extrapolated_gain(short, long, epochs=130, k=4) == pytest.approx(14.0 / 4.25)
+    assert extrapolated_gain(short, long, epochs=10, k=4) == pytest.approx(2.0 / 1.25)
+    assert extrapolated_gain(short, long, epochs=10**6, k=3) == 3.0  # at most k
+    # Noise that leaves the stacked slope flat: the longer timing's ratio.
+    assert extrapolated_gain((2, 1.2, 1.3), (10, 2.0, 1.25), epochs=130, k=4) == 2.0 / 1.25
+
+
 def test_compare_measures_stacked_settings_against_unstacked_serial(tiny, tmp_path, capsys):
     import json
 
