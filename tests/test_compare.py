@@ -234,6 +234,11 @@ def test_a_stack_runs_the_same_python_around_longer_kernels():
     )
     # Two stacks of four, one per thread.
     assert opts["threads, n_jobs=2, stack=4"] == pytest.approx(2.5 * k4.prediction(2))
+    # A point: the machine probe's band is the single step's, not the stack's.
+    from mlpar.analysis.advice import option_bands
+
+    s = opts["threads, n_jobs=2, stack=4"]
+    assert option_bands(cal, opts, 2, 8)["threads, n_jobs=2, stack=4"] == [s, s]
 
 
 def test_forked_is_advised_only_where_its_start_up_gains_more_than_five_percent():

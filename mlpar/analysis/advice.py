@@ -178,15 +178,16 @@ def predict_stacked_options(cal, k, *, cores, trial_times, startup_s, backends):
 def option_bands(cal, opts, cores, n_trials):
     """``{label: [low, high]}``: each option's prediction over the calibration's band.
 
-    Threads options carry the band of the machine probe's rounds
-    (:func:`mlpar.analysis.gilmodel.prediction_band`); the others are points.
+    Unstacked threads options carry the band of the machine probe's rounds
+    (:func:`mlpar.analysis.gilmodel.prediction_band`); the others, stacked
+    threads included (their step is not the calibrated one), are points.
     """
     from .gilmodel import prediction_band
 
     bands = {}
     for label, s in opts.items():
         bands[label] = [s, s]
-        if label.startswith("threads, n_jobs="):
+        if label.startswith("threads, n_jobs=") and option_stack(label) is None:
             busy = min(int(label.rsplit("=", 1)[1]), n_trials)
             if busy > 1:
                 band = cal.get("predicted_2_band") if busy == 2 else None
@@ -205,9 +206,10 @@ def best_option(opts):
     measured 3-17% slower in 18 of 20 width-scan groups.
     """
     best = max(opts, key=opts.get)
-    twin = "processes" + best[len("forked") :]
-    if best.startswith("forked") and twin in opts and opts[best] < FORKED_MARGIN * opts[twin]:
-        return twin
+    if best.startswith("forked"):
+        twin = "processes" + best[len("forked") :]
+        if twin in opts and opts[best] < FORKED_MARGIN * opts[twin]:
+            return twin
     return best
 
 
